@@ -1,0 +1,27 @@
+"""lwp: user-level threads on a pool of kernel threads (LWPs), scheduled M:N.
+
+Write thread-style code; ``lwp.spawn`` starts green threads that a scheduler
+runs on a few kernel threads.  A green thread that waits (a lock, a queue, a
+socket, a sleep) parks and its LWP runs the others.  See the documentation in
+``docs/`` for the concepts and the design.
+"""
+
+from ._core.exceptions import Cancelled, InvalidStateError
+from ._core.park import checkpoint
+from ._core.scheduler import Scheduler, configure, current, dump, run, spawn, stats
+from ._core.thread import ExceptHookArgs, GreenThread, excepthook
+from ._core.timeout import Timeout, sleep
+from .local import local
+from .queue import Empty, Full, LifoQueue, PriorityQueue, Queue, SimpleQueue
+from .sync import (Barrier, BoundedSemaphore, BrokenBarrierError, Condition, Event, Lock, RLock,
+                   Semaphore)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Barrier", "BoundedSemaphore", "BrokenBarrierError", "Cancelled", "Condition", "Empty",
+    "Event", "ExceptHookArgs", "Full", "GreenThread", "InvalidStateError", "LifoQueue", "Lock",
+    "PriorityQueue", "Queue", "RLock", "Scheduler", "Semaphore", "SimpleQueue", "Timeout",
+    "checkpoint", "configure", "current", "dump", "excepthook", "local", "run", "sleep", "spawn",
+    "stats",
+]

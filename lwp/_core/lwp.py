@@ -1,0 +1,302 @@
+"""The LWP: one kernel thread that runs green threads, and its queues.
+
+Read the design essay in :mod:`lwp._core.scheduler` first; this module is the
+kernel of it.  Each LWP is a kernel thread whose root greenlet is the *hub*: the
+loop in :meth:`LWP._loop` that picks the next green thread and switches to it.
+A green thread that blocks switches back to the hub (see :mod:`lwp._core.park`).
+
+Ownership (who may touch what):
+
+* owner only (the LWP's own kernel thread, no lock): ``_runq``, ``_timers``,
+  ``_poller``, ``_spare``, ``_live``, ``current`` and the counters;
+* under ``_lock``, from any kernel thread: ``_inbox`` (threads woken from other
+  kernel threads), ``_calls`` (callbacks posted from other kernel threads),
+  ``_newq`` (threads not started yet; other LWPs steal from it), ``_sleeping``,
+  and the wake-up fields of every thread this LWP owns.
+"""
+
+import heapq
+import os
+import threading
+import time
+from collections import deque
+
+import greenlet
+
+from . import park
+from .poller import Poller
+from .thread import DONE, NEW, RUNNABLE, RUNNING
+
+_SPARE_GREENLETS = 256  # finished greenlets kept for reuse by new threads
+_FAIRNESS_TICKS = 61    # every this many switches, poll I/O and start a new thread
+
+
+class Timer:
+    """A callback the LWP runs at a given ``time.monotonic()`` (owner only)."""
+
+    __slots__ = ("when", "seq", "fn", "args", "lwp")
+
+    def __init__(self, when, seq, fn, args, lwp):
+        self.when, self.seq, self.fn, self.args, self.lwp = when, seq, fn, args, lwp
+
+    def __lt__(self, other):
+        return (self.when, self.seq) < (other.when, other.seq)
+
+    def cancel(self):
+        if self.fn is not None:
+            self.fn = self.args = None
+            self.lwp._timers_cancelled += 1
+
+
+class LWP:
+    """A kernel thread running green threads.  Made and started by the Scheduler."""
+
+    def __init__(self, sched, index, kind="pooled"):
+        self.sched = sched
+        self.index = index
+        self.kind = kind          # "pooled", "compensating" or "bound"
+        self.ident = None         # kernel thread id, once started
+        self.hub = None
+        self.current = None       # the green thread running now, or None in the hub
+        self._lock = threading.Lock()
+        self._inbox = deque()
+        self._calls = deque()
+        self._newq = deque()
+        self._sleeping = False
+        self._runq = deque()
+        self._timers = []
+        self._timers_cancelled = 0
+        self._timer_seq = 0
+        self._spare = []
+        self._live = {}           # started, unfinished threads (a dict keeps order)
+        self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._poller = Poller(self._wakefd)
+        self._wake_hooks = []     # run by the hub when the wake-up fd fires
+        self._exit = False
+        self._thread = threading.Thread(target=self._main, name=f"lwp-{index}", daemon=True)
+        # Counters, written by the owner only; read by anyone for stats and the monitor.
+        self.ticks = 0            # switches into green threads
+        self.threads_run = 0
+        self.steals = 0
+        self.remote_wakeups = 0   # written under _lock
+        self.parked_time = 0.0
+        self.busy_since = None    # monotonic time the hub last woke up, None while parked
+
+    def __repr__(self):
+        return f"<LWP-{self.index} {self.kind} live={len(self._live)} queued={len(self._runq)}>"
+
+    # -- any kernel thread ------------------------------------------------------------
+
+    def start(self):
+        self._thread.start()
+
+    def push_new(self, t):
+        """Queue a thread that has not started (any kernel thread)."""
+        with self._lock:
+            t._lwp = self
+            self._newq.append(t)
+            if self._sleeping:
+                self._sleeping = False
+                self._poke()
+
+    def call_soon_threadsafe(self, fn, *args):
+        """Run ``fn(*args)`` in this LWP's hub, soon (any kernel thread)."""
+        with self._lock:
+            self._calls.append((fn, args))
+            if self._sleeping:
+                self._sleeping = False
+                self._poke()
+
+    def _make_runnable(self, t):
+        """Put a parked thread back to run.  Caller holds ``self._lock``."""
+        t._state = RUNNABLE
+        if threading.get_ident() == self.ident:
+            self._runq.append(t)
+        else:
+            self._inbox.append(t)
+            self.remote_wakeups += 1
+            if self._sleeping:
+                self._sleeping = False
+                self._poke()
+
+    def _poke(self):
+        os.eventfd_write(self._wakefd, 1)
+
+    def load(self):
+        """A rough count of the work waiting here, for placement (racy read)."""
+        return len(self._runq) + len(self._newq) + len(self._inbox) + (self.current is not None)
+
+    # -- owner only -------------------------------------------------------------------
+
+    def call_later(self, delay, fn, *args):
+        """Run ``fn(*args)`` in the hub after ``delay`` seconds; returns a Timer."""
+        self._timer_seq += 1
+        timer = Timer(time.monotonic() + delay, self._timer_seq, fn, args, self)
+        heapq.heappush(self._timers, timer)
+        if self._timers_cancelled > 256 and self._timers_cancelled * 2 > len(self._timers):
+            self._timers = [t for t in self._timers if t.fn is not None]
+            heapq.heapify(self._timers)
+            self._timers_cancelled = 0
+        return timer
+
+    def park_current(self):
+        """Switch from the running green thread to the hub (see park.py)."""
+        self.hub.switch()
+
+    def wait_fd(self, fd, write, timeout):
+        return self._poller.wait(fd, write, timeout)
+
+    def _main(self):
+        self.ident = threading.get_ident()
+        park._tls.lwp = self
+        self.hub = greenlet.getcurrent()
+        self.sched._lwp_started(self)
+        try:
+            self._loop()
+        finally:
+            self._spare.clear()  # kills the recycled greenlets on their own thread
+            self._poller.close()
+            os.close(self._wakefd)
+            park._tls.lwp = None
+            self.sched._lwp_stopped(self)
+
+    def _loop(self):
+        runq = self._runq
+        while True:
+            if self._inbox or self._calls:
+                self._drain_inbox()
+            if self._timers:
+                self._run_timers()
+            if self.ticks % _FAIRNESS_TICKS == 0 and runq:
+                if self._poller.busy():
+                    self._poll(0)
+                if self._newq:
+                    self._start_next()
+            if runq:
+                if self.sched._rng is not None:
+                    runq.rotate(-self.sched._rng.randrange(len(runq)))
+                self._resume(runq.popleft())
+            elif self._newq:
+                self._start_next()
+            elif self._finished():
+                return
+            elif not self.sched._steal_for(self):
+                self._idle()
+
+    def _finished(self):
+        """True when this LWP may exit: nothing left to run, and none will come."""
+        if self._live:
+            return False
+        if self.kind == "bound":
+            return self.threads_run > 0
+        return self._exit or self.sched._closing
+
+    def _resume(self, t):
+        self.ticks += 1
+        self.current = t
+        t._state = RUNNING  # benign unlocked write: wakers only act on PARKED
+        t._glet.switch()
+        self.current = None
+
+    def _start_next(self):
+        with self._lock:
+            if not self._newq:
+                return
+            t = self._newq.popleft()
+            t._state = RUNNING
+        if self._spare:
+            g = self._spare.pop()
+            g.gr_context = None  # a fresh, empty contextvars context, as for a new thread
+        else:
+            g = greenlet.greenlet(self._worker, self.hub)
+        t._glet = g
+        self._live[t] = None
+        self.threads_run += 1
+        self.ticks += 1
+        self.current = t
+        g.switch(t)
+        self.current = None
+
+    def _worker(self, t):
+        """Body of a worker greenlet: run threads one after another, recycled."""
+        while True:
+            t._run()
+            del self._live[t]
+            t._glet = None
+            t = None
+            if len(self._spare) >= _SPARE_GREENLETS:
+                return
+            self._spare.append(greenlet.getcurrent())
+            t = self.hub.switch()
+
+    def _drain_inbox(self):
+        with self._lock:
+            woken, self._inbox = self._inbox, deque()
+            calls, self._calls = self._calls, deque()
+        self._runq.extend(woken)
+        for fn, args in calls:
+            fn(*args)
+
+    def _run_timers(self):
+        timers = self._timers
+        now = time.monotonic()
+        while timers and timers[0].when <= now:
+            timer = heapq.heappop(timers)
+            if timer.fn is None:
+                self._timers_cancelled -= 1
+            else:
+                fn, args = timer.fn, timer.args
+                timer.fn = timer.args = None
+                fn(*args)
+
+    def _idle(self):
+        """Nothing to run: sleep in epoll until I/O, a timer or a wake-up."""
+        timeout = None
+        while self._timers and self._timers[0].fn is None:
+            heapq.heappop(self._timers)
+            self._timers_cancelled -= 1
+        if self._timers:
+            timeout = max(0.0, self._timers[0].when - time.monotonic())
+        timeout = self.sched._idle_timeout(self, timeout)
+        with self._lock:
+            if self._inbox or self._calls or self._newq:
+                return
+            self._sleeping = True
+        self.busy_since = None
+        t0 = time.monotonic()
+        self._poll(timeout)
+        now = time.monotonic()
+        self.parked_time += now - t0
+        self.busy_since = now
+        with self._lock:
+            self._sleeping = False
+
+    def _poll(self, timeout):
+        if self._poller.poll(timeout):
+            try:
+                os.eventfd_read(self._wakefd)
+            except BlockingIOError:
+                pass
+            for hook in self._wake_hooks:
+                hook()
+
+    # -- introspection -------------------------------------------------------------------
+
+    def stats(self):
+        return {
+            "lwp": self.index,
+            "kind": self.kind,
+            "threads_run": self.threads_run,
+            "switches": self.ticks,
+            "steals": self.steals,
+            "remote_wakeups": self.remote_wakeups,
+            "parked_time": round(self.parked_time, 6),
+            "live": len(self._live),
+            "queued": len(self._runq) + len(self._newq),
+        }
+
+    def threads(self):
+        """Snapshot of the threads this LWP holds: started ones, then queued new ones."""
+        with self._lock:
+            new = list(self._newq)
+        return [t for t in list(self._live) if t._state is not DONE] + [t for t in new if t._state is NEW]

@@ -1,0 +1,160 @@
+"""The one door into the scheduler: how a thread waits and how it is woken.
+
+Everything in lwp that blocks (locks, queues, channels, sockets, sleeps, joins,
+activations) goes through this module, and nothing else switches greenlets.  The
+protocol is a *waiter*, made by the thread that is about to wait:
+
+    w = waiter()             # 1. the waiting thread makes a one-shot waiter
+    queue_of_waiters.append(w)   # 2. publishes it where a waker will find it
+    value = w.wait(timeout)  # 3. and waits on it, exactly once
+
+and any kernel thread may later call ``w.wake(value)`` (or ``w.wake(exc=e)``).
+Guarantees:
+
+* ``wake`` returns True for exactly one call per waiter: the wake-up that counts.
+  A wake-up that comes after a timeout, a cancellation or another wake-up returns
+  False, so a primitive hands its token to the next waiter instead of losing it.
+* A wake-up that comes before ``wait`` is not lost: ``wait`` returns at once.
+* ``wait`` returns the woken value, or :data:`TIMED_OUT` when the timeout passes,
+  or raises the exception given to ``wake``, or a pending :class:`lwp.Cancelled`
+  / :class:`lwp.Timeout`.
+
+In a green thread ``wait`` parks it: its LWP runs other threads meanwhile.  In a
+plain OS thread (a thread not run by lwp) ``wait`` blocks that thread on a lock,
+so the same primitives work between green threads and OS threads.
+"""
+
+import threading
+from _thread import allocate_lock
+
+from .thread import DONE, PARKED, RUNNABLE
+
+TIMED_OUT = type("TimedOut", (), {"__repr__": lambda self: "TIMED_OUT", "__slots__": ()})()
+"""Returned by ``wait`` when its timeout passed before any wake-up."""
+
+_tls = threading.local()  # .lwp: the LWP run by this kernel thread, if any
+
+
+def current_lwp():
+    """The LWP of the calling kernel thread, or None for a plain OS thread."""
+    return getattr(_tls, "lwp", None)
+
+
+def current():
+    """The calling green thread, or None when called from a plain OS thread."""
+    lwp = getattr(_tls, "lwp", None)
+    return lwp.current if lwp is not None else None
+
+
+def waiter():
+    """A one-shot waiter for the calling thread (green or OS), see the module doc."""
+    lwp = getattr(_tls, "lwp", None)
+    if lwp is not None and lwp.current is not None:
+        return GreenWaiter(lwp.current)
+    return OSWaiter()
+
+
+class GreenWaiter:
+    """Waiter of a green thread.  ``wake`` may be called from any kernel thread."""
+
+    __slots__ = ("thread", "seq")
+    late = None  # see OSWaiter.late: a green thread never misses a delivered wake-up
+
+    def __init__(self, thread):
+        self.thread = thread
+        self.seq = thread._park_seq
+
+    def wake(self, value=None, exc=None):
+        t = self.thread
+        lwp = t._lwp  # fixed: the thread has started
+        with lwp._lock:
+            if t._park_seq != self.seq or t._wake is not None or t._state is DONE:
+                return False
+            t._wake = (value, exc)
+            if t._state is PARKED:
+                lwp._make_runnable(t)
+            return True
+
+    def wait(self, timeout=None):
+        t = self.thread
+        lwp = t._lwp
+        timer = None if timeout is None else lwp.call_later(timeout, self.wake, TIMED_OUT)
+        with lwp._lock:
+            if t._wake is None:
+                exc = t._pending_exc
+                if exc is None:
+                    t._state = PARKED
+                else:
+                    t._pending_exc = None
+                    t._wake = (None, exc)
+        if t._state is PARKED:
+            lwp.park_current()
+        with lwp._lock:
+            value, exc = t._wake
+            t._wake = None
+            t._park_seq += 1
+        if timer is not None:
+            timer.cancel()
+        if exc is not None:
+            raise exc
+        return value
+
+
+class OSWaiter:
+    """Waiter of a plain OS thread, blocking on a lock; ``wake`` from any thread."""
+
+    __slots__ = ("_claim", "_lock", "_outcome", "late")
+
+    def __init__(self):
+        self._claim = allocate_lock()  # acquired by whoever settles the outcome, once
+        self._lock = allocate_lock()   # released to let wait() return
+        self._lock.acquire()
+        self._outcome = None
+        self.late = None  # outcome of a wake-up that raced with an interrupting signal
+
+    def wake(self, value=None, exc=None):
+        if not self._claim.acquire(False):
+            return False
+        self._outcome = (value, exc)
+        self._lock.release()
+        return True
+
+    def wait(self, timeout=None):
+        try:
+            acquired = self._lock.acquire(True, -1 if timeout is None else timeout)
+        except BaseException:  # a signal handler raised (KeyboardInterrupt)
+            if not self._claim.acquire(False):
+                self._lock.acquire()
+                self.late = self._outcome
+            raise
+        if not acquired:
+            if self._claim.acquire(False):
+                return TIMED_OUT
+            self._lock.acquire()  # a wake-up won the race; its outcome is on the way
+        value, exc = self._outcome
+        if exc is not None:
+            raise exc
+        return value
+
+
+def checkpoint():
+    """A scheduling point that does not wait: let the LWP's other threads run.
+
+    Raises a pending :class:`lwp.Cancelled` or :class:`lwp.Timeout`.  In a plain
+    OS thread it only gives up the GIL for a moment.
+    """
+    lwp = getattr(_tls, "lwp", None)
+    t = lwp.current if lwp is not None else None
+    if t is None:
+        import time
+
+        time.sleep(0)
+        return
+    with lwp._lock:
+        exc, t._pending_exc = t._pending_exc, None
+        if exc is None:
+            t._state = RUNNABLE
+    if exc is not None:
+        raise exc
+    lwp._runq.append(t)
+    lwp.park_current()

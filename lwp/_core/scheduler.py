@@ -1,0 +1,430 @@
+"""The M:N scheduler: green threads multiplexed on a pool of LWPs.
+
+Design
+======
+
+The objects
+-----------
+*Green thread* (``GreenThread``, module ``thread``): a function call with a life
+cycle (new, runnable, running, parked, done).  Cheap: a Python object and, once
+started, a greenlet whose stack is saved on the heap while it is not running.
+
+*LWP* (``LWP``, module ``lwp``), after Solaris's light-weight processes: a kernel
+thread that runs green threads.  Its root greenlet is the *hub*, a loop that
+takes the next runnable thread, switches to it, and gets control back when that
+thread blocks or ends.  There are ``lwps`` pooled LWPs (default: the number of
+CPUs), plus *compensating* LWPs the monitor adds while some are stuck, plus one
+*bound* LWP per thread spawned with ``bound=True``.
+
+*Activation*, after scheduler activations (Anderson et al., 1991): a kernel-level
+context that performs one blocking call for a green thread while the thread's
+LWP goes on running others.  A completed activation wakes its thread through the
+LWP's wake-up fd, exactly like a wake-up from another LWP.
+
+*Upcall*: the scheduler's notice that something happened (a thread blocked or
+unblocked, an LWP added, blocked or retired).  The scheduler reacts to them and
+users may subscribe (module ``upcalls``).
+
+The problem
+-----------
+Thread-style code wants to block: ``sock.recv()``, ``lock.acquire()``,
+``time.sleep()``.  Kernel threads make blocking cheap to write but cost ~8 MB of
+address space and ~100 us to create; greenlets cost a few KB and well under a
+microsecond to switch, but a greenlet that blocks in the kernel blocks its
+whole kernel thread, and with it every greenlet that thread runs.  Multiplexing
+M green threads on N kernel threads keeps the cheap switches and confines a
+stall to one LWP, which the others, and the monitor, work around.
+
+The platform's hard rule
+------------------------
+A greenlet belongs to the kernel thread that created it; switching to it from
+any other thread raises.  So a green thread's greenlet is created by the LWP
+that first runs it, and **a started thread never moves**.  Only threads that
+have not started (state ``new``: a function and its arguments) can be placed,
+re-placed or stolen.  We considered and rejected faking migration (re-running a
+function elsewhere, or copying stacks between threads): the first changes
+semantics, the second is unsound with C frames on the stack.  In the terms of
+code migration, lwp has *weak mobility* for new threads and none for started ones.
+
+Queues, and who may touch them
+------------------------------
+Each LWP owns:
+
+``_runq``   runnable started threads.  Touched only by the LWP's own kernel
+            thread, with no lock: it is the hot path.
+``_timers`` a heap of timers (sleeps, timeouts).  Owner only.
+``_poller`` an epoll set with the LWP's wake-up eventfd in it.  Owner only.
+``_inbox``  threads woken by *other* kernel threads.  Under the LWP's ``_lock``.
+``_calls``  callbacks posted by other kernel threads.  Under ``_lock``.
+``_newq``   threads not started yet.  Under ``_lock``; idle LWPs steal from it.
+
+A thread's wake-up state (``_state``, ``_wake``, ``_park_seq``,
+``_pending_exc``, ``_joiners``) is guarded by the lock of its owning LWP.  Nothing
+relies on the GIL for atomicity, so the design holds on free-threaded CPython;
+no code path holds two LWP locks at once, so the locks cannot deadlock.
+
+Wake-ups stay local when they can
+---------------------------------
+A greenlet switch costs well under 1 us; a wake-up across kernel threads (an
+eventfd write, a futex, a GIL hand-off) about 10 us.  So: a thread woken by a
+thread of the same LWP goes straight onto ``_runq`` with no syscall; a thread
+woken from elsewhere goes to ``_inbox``, and the eventfd is written only if
+that LWP is asleep (``_sleeping``).  A new thread spawned inside an LWP stays
+on that LWP; only when its backlog of unstarted threads grows beyond one is an
+idle LWP woken, to steal half of them.  A thread spawned from outside goes to an
+idle LWP, else the least loaded.
+
+The hub loop
+------------
+See ``LWP._loop``: drain the inbox, fire due timers, resume the next runnable
+thread, else start a new one, else steal, else sleep in epoll until I/O, a
+timer or a wake-up.  Every ``_FAIRNESS_TICKS`` switches it also polls I/O and
+starts a new thread, so a busy run queue cannot starve either.
+
+Blocking calls
+--------------
+Everything that blocks goes through the waiter protocol of ``park``, which
+parks the green thread and lets the hub run others.  Calls that can be polled
+(sockets, pipes) wait in the LWP's epoll.  Calls that cannot (regular files,
+DNS, arbitrary C code) run on an activation; see ``activation``.  Calls lwp
+cannot see at all stall their LWP: the monitor (``monitor``) notices an LWP
+that has not switched for longer than a threshold, moves its unstarted threads
+away and adds a compensating LWP, as Solaris did on SIGWAITING and Go's sysmon
+does when it hands a P away from an M stuck in a syscall.
+
+Shutdown
+--------
+``shutdown`` refuses new threads, cancels every live thread (``Cancelled`` is
+raised at its blocking point, so ``finally`` blocks run), lets each LWP exit
+once it owns no thread, and joins the kernel threads.
+"""
+
+import os
+import random
+import sys
+import threading
+import traceback
+import warnings
+
+from . import park
+from .exceptions import Cancelled
+from .lwp import LWP
+from .thread import GreenThread
+
+
+def default_lwps():
+    """The pool size used when none is given: ``$LWP_LWPS`` or the CPU count."""
+    env = os.environ.get("LWP_LWPS")
+    if env:
+        return _check_lwps(int(env))
+    return os.cpu_count() or 1
+
+
+def _check_lwps(n):
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"lwps must be an integer >= 1, got {n!r}")
+    return n
+
+
+class Scheduler:
+    """A pool of LWPs and the green threads they run.
+
+    Most programs never see this class: ``lwp.run`` makes one, and ``lwp.spawn``
+    outside of ``lwp.run`` uses a default one.  ``seed`` turns on the randomized
+    mode (random placement and run-queue order) used to shake out races;
+    the same seed replays the same choices on each LWP.
+    """
+
+    def __init__(self, lwps=None, *, seed=None, name="lwp"):
+        n = default_lwps() if lwps is None else _check_lwps(lwps)
+        if seed is None and os.environ.get("LWP_SEED"):
+            seed = int(os.environ["LWP_SEED"])
+        self.name = name
+        self.seed = seed
+        self._rng = random.Random(seed) if seed is not None else None
+        self._lock = threading.Lock()   # guards the LWP lists and _closing
+        self._closing = False
+        self._pool = []                 # pooled + compensating LWPs (copy-on-write list)
+        self._bound = []
+        self._created = []              # every LWP ever started, to join at shutdown
+        self._next_index = 0
+        self._started = threading.Semaphore(0)
+        self._all_stopped = threading.Event()
+        self._running_lwps = 0
+        for _ in range(n):
+            self._add_lwp("pooled")
+
+    def _add_lwp(self, kind):
+        with self._lock:
+            lwp = LWP(self, self._next_index, kind)
+            self._next_index += 1
+            self._created.append(lwp)
+            self._running_lwps += 1
+            self._all_stopped.clear()
+            if kind == "bound":
+                self._bound = self._bound + [lwp]
+            else:
+                self._pool = self._pool + [lwp]
+        lwp.start()
+        self._started.acquire()  # its ident is set: wake-ups can tell local from remote
+        return lwp
+
+    def _lwp_started(self, lwp):
+        self._started.release()
+
+    def _lwp_stopped(self, lwp):
+        with self._lock:
+            if lwp in self._pool:
+                self._pool = [x for x in self._pool if x is not lwp]
+            if lwp in self._bound:
+                self._bound = [x for x in self._bound if x is not lwp]
+            self._running_lwps -= 1
+            if self._running_lwps == 0:
+                self._all_stopped.set()
+
+    def lwps(self):
+        """The LWPs now running (pooled, compensating, then bound)."""
+        return self._pool + self._bound
+
+    # -- placement ------------------------------------------------------------------------
+
+    def spawn(self, fn, args=(), kwargs=None, *, name=None, bound=False):
+        """Create a green thread and queue it; see :func:`lwp.spawn`."""
+        t = GreenThread(fn, args, kwargs or {}, name, bound)
+        if self._closing:
+            raise RuntimeError("the scheduler is shutting down; no new threads")
+        if bound:
+            self._add_lwp("bound").push_new(t)
+        else:
+            self._place(t)
+        return t
+
+    def _place(self, t):
+        here = park.current_lwp()
+        if here is not None and here.sched is self and here.kind != "bound" and self._rng is None:
+            here.push_new(t)
+            if len(here._newq) > 1:
+                self._wake_idle()
+            return
+        pool = self._pool
+        if self._rng is not None:
+            target = self._rng.choice(pool)
+        else:
+            target = next((x for x in pool if x._sleeping), None) or min(pool, key=LWP.load)
+        target.push_new(t)
+
+    def _wake_idle(self):
+        """Wake one sleeping LWP so it steals some of the backlog."""
+        for lwp in self._pool:
+            if lwp._sleeping:
+                with lwp._lock:
+                    if lwp._sleeping:
+                        lwp._sleeping = False
+                        lwp._poke()
+                        return
+
+    def _steal_for(self, thief):
+        """Move half of the busiest LWP's unstarted threads to ``thief``.
+
+        Called by ``thief``'s hub when it has nothing to run.  Only threads in
+        state ``new`` move: they have no greenlet yet.
+        """
+        if thief.kind == "bound":
+            return False
+        victim = max(self._pool, key=lambda x: len(x._newq))
+        if victim is thief or not victim._newq:
+            return False
+        with victim._lock:
+            n = (len(victim._newq) + 1) // 2
+            stolen = [victim._newq.popleft() for _ in range(min(n, len(victim._newq)))]
+            for t in stolen:
+                t._lwp = thief
+        if not stolen:
+            return False
+        with thief._lock:
+            thief._newq.extend(stolen)
+        thief.steals += len(stolen)
+        return True
+
+    def _idle_timeout(self, lwp, timeout):
+        return timeout
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def shutdown(self, timeout=5.0):
+        """Cancel every live thread, wait for them, stop the LWPs.
+
+        Threads still alive after ``timeout`` seconds (they swallowed
+        ``Cancelled``) are abandoned with a :class:`RuntimeWarning` naming them.
+        Idempotent.  May not be called from one of this scheduler's threads.
+        """
+        here = park.current_lwp()
+        if here is not None and here.sched is self:
+            raise RuntimeError("a scheduler cannot be shut down from one of its own threads")
+        with self._lock:
+            self._closing = True
+        for lwp in self.lwps():
+            lwp.call_soon_threadsafe(_cancel_all, lwp)
+        if not self._all_stopped.wait(timeout):
+            stuck = [t for lwp in self.lwps() for t in lwp.threads()]
+            warnings.warn(f"lwp: {len(stuck)} green thread(s) ignored cancellation at "
+                          f"shutdown and were abandoned: {stuck[:5]}", RuntimeWarning, stacklevel=2)
+            return False
+        for lwp in self._created:
+            lwp._thread.join(timeout)
+        return True
+
+    # -- introspection --------------------------------------------------------------------
+
+    def stats(self):
+        """Per-LWP counters (see :func:`lwp.stats`)."""
+        return [lwp.stats() for lwp in self.lwps()]
+
+    def dump(self):
+        """Every live green thread with its state, LWP and stack, as text."""
+        frames = sys._current_frames()
+        me = park.current()
+        out = []
+        for lwp in self.lwps():
+            out.append(f"{lwp!r} kernel thread {lwp.ident}")
+            for t in lwp.threads():
+                out.append(f"  {t!r}")
+                if t is me:
+                    frame = sys._getframe(1)
+                elif t._glet is not None and lwp.current is t:
+                    frame = frames.get(lwp.ident)
+                elif t._glet is not None:
+                    frame = t._glet.gr_frame
+                else:
+                    out.append("    (not started)")
+                    continue
+                if frame is not None:
+                    out.extend("    " + line.rstrip("\n").replace("\n", "\n    ")
+                               for line in traceback.format_stack(frame))
+        return "\n".join(out) + "\n"
+
+
+def _cancel_all(lwp):
+    """Hub callback at shutdown: cancel every thread this LWP holds."""
+    for t in lwp.threads():
+        t._throw(Cancelled())
+
+
+# -- the scheduler a call uses ---------------------------------------------------------------
+
+_default = None
+_default_lock = threading.Lock()
+_default_config = {}
+
+
+def configure(*, lwps=None, seed=None):
+    """Set the options of the default scheduler, before its first use.
+
+    The default scheduler serves ``lwp.spawn`` called outside ``lwp.run``.
+    Raises RuntimeError once it has started.
+    """
+    if lwps is not None:
+        _check_lwps(lwps)
+    with _default_lock:
+        if _default is not None:
+            raise RuntimeError("the default scheduler is already running; configure() it first")
+        _default_config.update({k: v for k, v in (("lwps", lwps), ("seed", seed)) if v is not None})
+
+
+def scheduler():
+    """The scheduler of the calling green thread, or the default one (started lazily)."""
+    global _default
+    lwp = park.current_lwp()
+    if lwp is not None:
+        return lwp.sched
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Scheduler(name="lwp-default", **_default_config)
+                import atexit
+
+                atexit.register(_shutdown_default)
+    return _default
+
+
+def _shutdown_default():
+    global _default
+    with _default_lock:
+        sched, _default = _default, None
+    if sched is not None:
+        sched.shutdown()
+
+
+def spawn(fn, /, *args, name=None, bound=False, **kwargs):
+    """Start ``fn(*args, **kwargs)`` in a new green thread and return it.
+
+    Works from a green thread (the new thread joins the caller's scheduler) and
+    from a plain OS thread (it goes to the default scheduler, started on first
+    use and shut down at interpreter exit).  ``name`` names the thread;
+    ``bound=True`` gives it an LWP of its own, for code known to block in C.
+    (To pass arguments called ``name`` or ``bound`` to ``fn``, use
+    :func:`functools.partial`.)
+    """
+    return scheduler().spawn(fn, args, kwargs, name=name, bound=bound)
+
+
+def run(main, /, *args, lwps=None, seed=None, **kwargs):
+    """Run ``main(*args, **kwargs)`` on a fresh scheduler and return its result.
+
+    Like :func:`asyncio.run`: the scheduler starts with ``lwps`` LWPs, ``main``
+    runs as a green thread, and when it returns (or raises, which re-raises
+    here) every thread it left running is cancelled and joined and the LWPs
+    stop.  Ctrl-C raises KeyboardInterrupt inside ``main`` so its ``finally``
+    blocks run.  Cannot be called from a green thread.
+    """
+    if park.current_lwp() is not None:
+        raise RuntimeError("lwp.run() cannot be called from a green thread")
+    sched = Scheduler(lwps, seed=seed)
+    try:
+        return _join_interruptibly(sched.spawn(main, args, kwargs, name="main"))
+    finally:
+        sched.shutdown()
+
+
+def _join_interruptibly(t):
+    """Join ``t`` from the OS thread of ``lwp.run``, forwarding Ctrl-C into it."""
+    try:
+        return t.join()
+    except KeyboardInterrupt:
+        if t.done():
+            raise
+        t._throw(KeyboardInterrupt())
+        return t.join()
+
+
+def current():
+    """The calling green thread, or None in a plain OS thread."""
+    return park.current()
+
+
+def stats():
+    """Per-LWP counters of the caller's scheduler: a list of dicts.
+
+    Keys: ``lwp`` (index), ``kind`` (pooled, compensating, bound),
+    ``threads_run``, ``switches``, ``steals`` (threads this LWP took from
+    others), ``remote_wakeups`` (wake-ups that came from other kernel threads),
+    ``parked_time`` (seconds asleep in epoll), ``live`` and ``queued``.
+    Empty when no scheduler is running.
+    """
+    lwp = park.current_lwp()
+    sched = lwp.sched if lwp is not None else _default
+    return sched.stats() if sched is not None else []
+
+
+def dump(file=None):
+    """Print (to ``file``, default stderr) and return every live thread's stack.
+
+    Like Go's goroutine dump: each LWP, then each of its green threads with its
+    state and the stack it is running or parked at.
+    """
+    lwp = park.current_lwp()
+    sched = lwp.sched if lwp is not None else _default
+    text = sched.dump() if sched is not None else "no lwp scheduler is running\n"
+    print(text, end="", file=file if file is not None else sys.stderr)
+    return text
+

@@ -1,0 +1,290 @@
+"""The green thread: a function call with a life cycle, run by one LWP.
+
+A :class:`GreenThread` is created by :func:`lwp.spawn` in state ``new``: just the
+function and its arguments, not yet a greenlet, so the scheduler may still place
+it on any LWP or let an idle LWP steal it.  The first time an LWP runs it, the LWP
+gives it a greenlet (a recycled one when it can); from then on the thread belongs
+to that LWP for good, because a greenlet can only be switched to from the kernel
+thread that created it.
+
+State changes and the fields marked "owner lock" below are guarded by the lock of
+the LWP that owns the thread (``thread._lwp._lock``); :func:`owner_locked` takes
+it, following the thread if it is stolen meanwhile.
+"""
+
+import itertools
+import sys
+import traceback
+
+from .exceptions import Cancelled, InvalidStateError
+
+NEW = "new"            # spawned, no greenlet yet; may still move between LWPs
+RUNNABLE = "runnable"  # in its LWP's run queue (or inbox)
+RUNNING = "running"    # its greenlet is executing on its LWP
+PARKED = "parked"      # suspended in park(); only a wake-up makes it runnable
+DONE = "done"          # finished: result or exception is final
+
+_ids = itertools.count(1)
+
+
+class GreenThread:
+    """A green thread, as returned by :func:`lwp.spawn`.
+
+    Its methods may be called from any green thread or plain OS thread.  ``join``
+    blocks the caller (cooperatively if it is a green thread); the others never
+    block.
+    """
+
+    __slots__ = (
+        "name", "ident", "_fn", "_args", "_kwargs", "_bound",
+        "_lwp",          # owning LWP; changes only while NEW (stealing), under both locks
+        "_glet",         # greenlet, set by the owning LWP when it first runs the thread
+        "_state",        # owner lock
+        "_wake",         # owner lock: (value, exc) delivered to the current park, or None
+        "_park_seq",     # owner lock: bumped at every resume, so stale wake-ups miss
+        "_pending_exc",  # owner lock: exception to raise at the next scheduling point
+        "_result", "_exc",         # final once DONE
+        "_joiners",      # owner lock: waiters and done-callbacks, None once DONE
+        "_retrieved",    # the exception was seen by join()/result()/exception()
+        "_preempt_off",  # depth of `with lwp.no_preempt()` sections
+        "__weakref__",
+    )
+
+    def __init__(self, fn, args, kwargs, name=None, bound=False):
+        if not callable(fn):
+            raise TypeError(f"spawn() needs a callable, got {type(fn).__name__}")
+        self.ident = next(_ids)
+        self.name = name if name is not None else f"GreenThread-{self.ident}"
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
+        self._bound = bound
+        self._lwp = None
+        self._glet = None
+        self._state = NEW
+        self._wake = None
+        self._park_seq = 0
+        self._pending_exc = None
+        self._result = None
+        self._exc = None
+        self._joiners = []
+        self._retrieved = False
+        self._preempt_off = 0
+
+    def __repr__(self):
+        where = f" on LWP-{self._lwp.index}" if self._lwp is not None else ""
+        if self._state is DONE:
+            how = "cancelled" if self.cancelled() else (
+                f"raised {type(self._exc).__name__}" if self._exc is not None else "returned")
+            return f"<GreenThread {self.name!r} done, {how}{where}>"
+        return f"<GreenThread {self.name!r} {self._state}{where}>"
+
+    # -- called by the owning LWP ------------------------------------------------
+
+    def _run(self):
+        """Run the function to completion on the current greenlet (owner LWP only)."""
+        try:
+            exc = self._take_pending()
+            if exc is not None:
+                raise exc
+            result = self._fn(*self._args, **self._kwargs)
+        except BaseException as e:  # noqa: B036 - every outcome is kept for join()
+            if e.__traceback__ is not None:
+                e.__traceback__ = e.__traceback__.tb_next  # drop this frame: no cycle
+            self._finish(None, e)
+        else:
+            self._finish(result, None)
+
+    def _take_pending(self):
+        with owner_locked(self):
+            exc, self._pending_exc = self._pending_exc, None
+            return exc
+
+    def _finish(self, result, exc):
+        self._fn = self._args = self._kwargs = None
+        with owner_locked(self):
+            self._result, self._exc = result, exc
+            self._state = DONE
+            joiners, self._joiners = self._joiners, None
+        for j in joiners:
+            if callable(j):
+                try:
+                    j(self)
+                except BaseException as e:  # noqa: B036
+                    _report(self, e, "in a done-callback of")
+            else:
+                j.wake(self)
+
+    def __del__(self):
+        if self._exc is not None and not self._retrieved and not isinstance(self._exc, Cancelled):
+            _report(self, self._exc, "in")
+
+    # -- public API -----------------------------------------------------------------
+
+    def done(self):
+        """True once the thread has finished (returned, raised or was cancelled)."""
+        return self._state is DONE
+
+    def cancelled(self):
+        """True if the thread finished because of :class:`lwp.Cancelled`."""
+        return self._state is DONE and isinstance(self._exc, Cancelled)
+
+    def join(self, timeout=None):
+        """Wait for the thread to finish; return its result or raise its exception.
+
+        Raises :class:`TimeoutError` if ``timeout`` seconds pass first (the thread
+        keeps running), :class:`RuntimeError` when a thread joins itself.
+        """
+        from .park import TIMED_OUT, waiter
+        from .scheduler import current
+
+        if self._state is not DONE:
+            if self is current():
+                raise RuntimeError("a green thread cannot join itself")
+            _check_timeout(timeout)
+            w = waiter()
+            with owner_locked(self):
+                registered = self._joiners is not None
+                if registered:
+                    self._joiners.append(w)
+            if registered:
+                try:
+                    got = w.wait(timeout)
+                except BaseException:
+                    self._forget_joiner(w)
+                    raise
+                if got is TIMED_OUT:
+                    self._forget_joiner(w)
+                    raise TimeoutError(f"{self!r} did not finish within {timeout} s")
+        return self.result()
+
+    def _forget_joiner(self, w):
+        with owner_locked(self):
+            if self._joiners is not None and w in self._joiners:
+                self._joiners.remove(w)
+
+    def result(self):
+        """The return value, or raise the exception the thread ended with.
+
+        Never blocks: raises :class:`lwp.InvalidStateError` if the thread is not done.
+        """
+        if self._state is not DONE:
+            raise InvalidStateError(f"{self!r} has not finished")
+        if self._exc is not None:
+            self._retrieved = True
+            raise self._exc
+        return self._result
+
+    def exception(self):
+        """The exception the thread ended with, or None.  Never blocks."""
+        if self._state is not DONE:
+            raise InvalidStateError(f"{self!r} has not finished")
+        self._retrieved = True
+        return self._exc
+
+    def add_done_callback(self, fn):
+        """Call ``fn(thread)`` when the thread finishes (at once if it already has).
+
+        The callback runs on the finishing thread's LWP, so it must not block.  An
+        exception it raises is reported through :func:`lwp.excepthook`.
+        """
+        with owner_locked(self):
+            if self._joiners is not None:
+                self._joiners.append(fn)
+                return
+        fn(self)
+
+    def cancel(self):
+        """Ask the thread to stop: :class:`lwp.Cancelled` is raised inside it.
+
+        A thread that has not started never runs; one that is parked (on any LWP)
+        wakes up with the exception; one that is running gets it at its next
+        blocking point.  Returns False if the thread had already finished.
+        """
+        return self._throw(Cancelled())
+
+    def _throw(self, exc):
+        """Deliver ``exc`` to the thread at its next scheduling point (any kernel thread)."""
+        with owner_locked(self) as lwp:
+            if self._state is DONE:
+                return False
+            if self._state is PARKED and self._wake is None:
+                self._wake = (None, exc)
+                lwp._make_runnable(self)
+            else:
+                self._pending_exc = exc
+            return True
+
+
+class owner_locked:
+    """Context manager: hold the lock of the LWP that owns ``thread``.
+
+    A thread that has not started may be stolen by another LWP between reading
+    ``thread._lwp`` and taking its lock, so the owner is checked again under the
+    lock.  Never hold two LWP locks at once: that rule keeps the locks deadlock-free.
+    """
+
+    __slots__ = ("_thread", "_lwp")
+
+    def __init__(self, thread):
+        self._thread = thread
+
+    def __enter__(self):
+        while True:
+            lwp = self._thread._lwp
+            lwp._lock.acquire()
+            if self._thread._lwp is lwp:
+                self._lwp = lwp
+                return lwp
+            lwp._lock.release()
+
+    def __exit__(self, *exc):
+        self._lwp._lock.release()
+
+
+def _check_timeout(timeout):
+    if timeout is not None and not timeout >= 0:
+        raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
+
+
+class ExceptHookArgs:
+    """What :func:`lwp.excepthook` receives, shaped like :class:`threading.ExceptHookArgs`."""
+
+    __slots__ = ("exc_type", "exc_value", "exc_traceback", "thread", "context")
+
+    def __init__(self, exc, thread, context):
+        self.exc_type = type(exc)
+        self.exc_value = exc
+        self.exc_traceback = exc.__traceback__
+        self.thread = thread
+        self.context = context
+
+
+def excepthook(args):
+    """Default hook: print the traceback of an exception that no one collected.
+
+    Called once for a thread whose exception was never retrieved with ``join()``,
+    ``result()`` or ``exception()`` (when the thread object is discarded), and for
+    an exception raised by a done-callback.  Replace ``lwp.excepthook`` to route
+    these elsewhere.
+    """
+    name = args.thread.name if args.thread is not None else "?"
+    print(f"Exception {args.context} green thread {name!r}:", file=sys.stderr)
+    traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback, file=sys.stderr)
+
+
+def _report(thread, exc, context):
+    import lwp
+
+    hook = getattr(lwp, "excepthook", excepthook)
+    try:
+        hook(ExceptHookArgs(exc, thread, context))
+    except BaseException as e:  # noqa: B036 - a broken hook must not kill an LWP
+        sys.unraisablehook(_Unraisable(e, hook))
+
+
+class _Unraisable:
+    def __init__(self, exc, obj):
+        self.exc_type, self.exc_value, self.exc_traceback = type(exc), exc, exc.__traceback__
+        self.err_msg = "Exception in lwp.excepthook"
+        self.object = obj
