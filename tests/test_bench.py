@@ -1,0 +1,103 @@
+"""The benchmark command works end to end, and its harness degrades instead of crashing.
+
+The smoke test runs ``python -m lwp.bench --quick`` exactly as CI and a
+developer would; it checks the report's shape, not the numbers, which are
+meaningless at --quick sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lwp.bench import harness
+from lwp.bench.case import Case, all_cases
+from lwp.bench.child import percentile, reduce
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def test_quick_run_prints_table_and_saves_every_case(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lwp.bench", "--quick", "--json", str(out)],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cases = all_cases()
+    for name in cases:
+        assert f"{name}: " in proc.stdout
+    assert "vs lwp" in proc.stdout
+
+    document = json.loads(out.read_text())
+    machine = document["machine"]
+    for key in ("hostname", "platform", "cpu", "nproc", "python", "libraries", "date"):
+        assert machine[key], key
+    assert "lwp" in machine["libraries"]
+    assert set(document["cases"]) == set(cases)
+    for name, case in document["cases"].items():
+        lwp_result = case["results"]["lwp"]
+        assert lwp_result["status"] == "ok", (name, lwp_result)
+        assert lwp_result["median"] > 0
+        assert lwp_result["unit"] == cases[name].unit
+        assert lwp_result["samples"]
+        assert lwp_result["ratio_vs_lwp"] == 1.0
+
+
+def test_list_names_every_case() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lwp.bench", "--list"], env=_env(), capture_output=True, text=True, check=False, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in all_cases():
+        assert name in proc.stdout
+
+
+def test_missing_peer_is_not_installed_and_runs_nothing() -> None:
+    case = Case(
+        name="_test_missing_peer",
+        description="a peer that cannot be imported",
+        unit="us/op",
+        params={"n": 1},
+        quick={"n": 1},
+        register=False,
+    )
+
+    @case.impl("ghost", requires="no_such_module_for_lwp_bench")
+    def _ghost(n: int) -> float:
+        raise AssertionError("must not run")
+
+    result = harness.run_case(case, quick=True, rounds=2)
+    outcome = result.outcomes["ghost"]
+    assert outcome.status == harness.NOT_INSTALLED
+    assert outcome.median is None and result.ratio("ghost") is None
+
+
+def test_failing_implementation_is_an_error_not_a_crash() -> None:
+    case = all_cases()["spawn_join"]
+    result = harness.run_once(
+        case, case.impls["asyncio"], {"n": "not a number"}, timeout=30, env=harness.child_env(None)
+    )
+    assert result["error"].startswith("TypeError"), result
+
+
+def test_tail_case_keeps_mean_and_p99() -> None:
+    tail_case = all_cases()["event_handoff"]
+    values = [1.0] * 99 + [101.0]
+    assert reduce(tail_case, values) == {"samples": [2.0], "p99": 1.0}
+    assert percentile(values, 1.0) == 101.0
+    assert reduce(all_cases()["spawn_join"], 3) == {"samples": [3.0], "p99": None}
