@@ -1,0 +1,78 @@
+# Builds the lwp._native extension (cffi API, out-of-line mode) from csrc/.
+#
+# Only `ffi` is meant to be imported from here, by setup.py's cffi_modules or
+# by running this file directly to build in place:
+#
+#     python lwp/_native_build.py      # -> lwp/_native.<ext-suffix>
+#
+# Programs import lwp._native (through lwp._core.native), never this module.
+import os
+import sysconfig
+
+from cffi import FFI
+
+_here = os.path.dirname(os.path.abspath(__file__))
+_root = os.path.dirname(_here)
+_csrc = os.path.join(_root, "csrc")
+
+
+def _read(name):
+    with open(os.path.join(_csrc, name), encoding="utf-8") as f:
+        return f.read()
+
+
+# The declarations come from the real header, between its markers, so the C
+# and the cdef cannot drift apart.
+_header = _read("activations.h")
+_cdef = _header.split("/* LWP_CDEF_BEGIN", 1)[1].split("*/", 1)[1]
+_cdef = _cdef.split("/* LWP_CDEF_END */", 1)[0]
+
+# The system types the header uses, declared partially ("...") so the C
+# compiler supplies their real sizes and layouts; plus the bits of libc that
+# lwp._core.native needs to turn results into Python objects.
+_system_cdef = """
+typedef int... socklen_t;
+typedef int... sa_family_t;
+typedef int... in_port_t;
+struct sockaddr { sa_family_t sa_family; ...; };
+struct in_addr { ...; };
+struct in6_addr { ...; };
+struct sockaddr_in {
+    sa_family_t sin_family; in_port_t sin_port; struct in_addr sin_addr; ...;
+};
+struct sockaddr_in6 {
+    sa_family_t sin6_family; in_port_t sin6_port; uint32_t sin6_flowinfo;
+    struct in6_addr sin6_addr; uint32_t sin6_scope_id; ...;
+};
+struct addrinfo {
+    int ai_flags; int ai_family; int ai_socktype; int ai_protocol;
+    socklen_t ai_addrlen; struct sockaddr *ai_addr; char *ai_canonname;
+    struct addrinfo *ai_next; ...;
+};
+#define NI_MAXHOST ...
+#define NI_MAXSERV ...
+const char *gai_strerror(int errcode);
+"""
+
+ffi = FFI()
+ffi.cdef(_system_cdef + _cdef)
+ffi.set_source(
+    "lwp._native",
+    """
+    #include <netinet/in.h>
+    #include "activations.h"
+    """,
+    sources=[os.path.join(_csrc, "activations.c")],
+    depends=[os.path.join(_csrc, "activations.h")],
+    include_dirs=[_csrc],
+    extra_compile_args=["-pthread"],
+    extra_link_args=["-pthread"],
+)
+
+if __name__ == "__main__":
+    # Intermediate files go to build/; the module lands next to this file.
+    ffi.compile(
+        tmpdir=os.path.join(_root, "build", "cffi"),
+        target=os.path.join(_here, "_native" + sysconfig.get_config_var("EXT_SUFFIX")),
+        verbose=True,
+    )
