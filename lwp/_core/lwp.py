@@ -206,7 +206,8 @@ class LWP:
             t._state = RUNNING
         if self._spare:
             g = self._spare.pop()
-            g.gr_context = None  # a fresh, empty contextvars context, as for a new thread
+            if g.gr_context is not None:
+                g.gr_context = None  # a fresh, empty contextvars context, as for a new thread
         else:
             g = greenlet.greenlet(self._worker, self.hub)
         t._glet = g

@@ -16,6 +16,7 @@ import itertools
 import sys
 import traceback
 
+from . import park
 from .exceptions import Cancelled, InvalidStateError
 
 NEW = "new"            # spawned, no greenlet yet; may still move between LWPs
@@ -84,9 +85,8 @@ class GreenThread:
     def _run(self):
         """Run the function to completion on the current greenlet (owner LWP only)."""
         try:
-            exc = self._take_pending()
-            if exc is not None:
-                raise exc
+            if self._pending_exc is not None:  # cancelled before it started
+                raise self._take_pending()
             result = self._fn(*self._args, **self._kwargs)
         except BaseException as e:  # noqa: B036 - every outcome is kept for join()
             if e.__traceback__ is not None:
@@ -96,16 +96,18 @@ class GreenThread:
             self._finish(result, None)
 
     def _take_pending(self):
-        with owner_locked(self):
-            exc, self._pending_exc = self._pending_exc, None
-            return exc
+        lwp = lock_owner(self)
+        exc, self._pending_exc = self._pending_exc, None
+        lwp._lock.release()
+        return exc
 
     def _finish(self, result, exc):
         self._fn = self._args = self._kwargs = None
-        with owner_locked(self):
-            self._result, self._exc = result, exc
-            self._state = DONE
-            joiners, self._joiners = self._joiners, None
+        lwp = lock_owner(self)
+        self._result, self._exc = result, exc
+        self._state = DONE
+        joiners, self._joiners = self._joiners, None
+        lwp._lock.release()
         for j in joiners:
             if callable(j):
                 try:
@@ -135,25 +137,24 @@ class GreenThread:
         Raises :class:`TimeoutError` if ``timeout`` seconds pass first (the thread
         keeps running), :class:`RuntimeError` when a thread joins itself.
         """
-        from .park import TIMED_OUT, waiter
-        from .scheduler import current
-
         if self._state is not DONE:
-            if self is current():
+            if timeout is not None:
+                _check_timeout(timeout)
+            w = park.waiter()
+            if getattr(w, "thread", None) is self:
                 raise RuntimeError("a green thread cannot join itself")
-            _check_timeout(timeout)
-            w = waiter()
-            with owner_locked(self):
-                registered = self._joiners is not None
-                if registered:
-                    self._joiners.append(w)
+            lwp = lock_owner(self)
+            registered = self._joiners is not None
+            if registered:
+                self._joiners.append(w)
+            lwp._lock.release()
             if registered:
                 try:
                     got = w.wait(timeout)
                 except BaseException:
                     self._forget_joiner(w)
                     raise
-                if got is TIMED_OUT:
+                if got is park.TIMED_OUT:
                     self._forget_joiner(w)
                     raise TimeoutError(f"{self!r} did not finish within {timeout} s")
         return self.result()
@@ -216,13 +217,24 @@ class GreenThread:
             return True
 
 
-class owner_locked:
-    """Context manager: hold the lock of the LWP that owns ``thread``.
+def lock_owner(thread):
+    """Take the lock of the LWP that owns ``thread`` and return that LWP.
 
-    A thread that has not started may be stolen by another LWP between reading
-    ``thread._lwp`` and taking its lock, so the owner is checked again under the
-    lock.  Never hold two LWP locks at once: that rule keeps the locks deadlock-free.
+    The caller releases ``lwp._lock``.  A thread that has not started may be
+    stolen by another LWP between reading ``thread._lwp`` and taking its lock,
+    so the owner is checked again under the lock.  Never hold two LWP locks at
+    once: that rule keeps the locks deadlock-free.
     """
+    while True:
+        lwp = thread._lwp
+        lwp._lock.acquire()
+        if thread._lwp is lwp:
+            return lwp
+        lwp._lock.release()
+
+
+class owner_locked:
+    """``with owner_locked(thread) as lwp:`` -- :func:`lock_owner` as a context manager."""
 
     __slots__ = ("_thread", "_lwp")
 
@@ -230,13 +242,8 @@ class owner_locked:
         self._thread = thread
 
     def __enter__(self):
-        while True:
-            lwp = self._thread._lwp
-            lwp._lock.acquire()
-            if self._thread._lwp is lwp:
-                self._lwp = lwp
-                return lwp
-            lwp._lock.release()
+        self._lwp = lock_owner(self._thread)
+        return self._lwp
 
     def __exit__(self, *exc):
         self._lwp._lock.release()
