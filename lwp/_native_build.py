@@ -62,8 +62,10 @@ ffi.set_source(
     #include <netinet/in.h>
     #include "activations.h"
     """,
-    sources=[os.path.join(_csrc, "activations.c")],
-    depends=[os.path.join(_csrc, "activations.h")],
+    # setuptools wants source paths relative to the project root, which is
+    # where it runs setup.py from; __main__ below changes there too.
+    sources=[os.path.relpath(os.path.join(_csrc, "activations.c"), _root)],
+    depends=[os.path.relpath(os.path.join(_csrc, "activations.h"), _root)],
     include_dirs=[_csrc],
     extra_compile_args=["-pthread"],
     extra_link_args=["-pthread"],
@@ -71,6 +73,7 @@ ffi.set_source(
 
 if __name__ == "__main__":
     # Intermediate files go to build/; the module lands next to this file.
+    os.chdir(_root)
     ffi.compile(
         tmpdir=os.path.join(_root, "build", "cffi"),
         target=os.path.join(_here, "_native" + sysconfig.get_config_var("EXT_SUFFIX")),
