@@ -52,9 +52,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{case.name:16} {case.description} [{case.unit}]\n{'':16} {labels}")
         return 0
 
+    libraries = set(args.libs.split(",")) if args.libs else None
+    known = {impl.library for case in selected for impl in case.impls.values()}
+    if libraries is not None and not libraries <= known:
+        print(f"unknown librar(ies) {', '.join(sorted(libraries - known))}; known: {', '.join(sorted(known))}",
+              file=sys.stderr)
+        return 2
     rounds = args.rounds or (1 if args.quick else 5)
     timeout = args.timeout or (60.0 if args.quick else 600.0)
-    libraries = set(args.libs.split(",")) if args.libs else None
     settings = {
         "rounds": rounds,
         "quick": args.quick,
@@ -80,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for case in selected
     ]
+    machine_block["loadavg_end"] = machine.loadavg()
     print(report.table(results, machine_block, settings), flush=True)
     report.save(report.to_json(results, machine_block, settings), args.json)
     print(f"\nsaved {args.json}")

@@ -8,7 +8,8 @@ A fresh interpreter per measurement keeps libraries from sharing a process
 (gevent's monkey-patching, an lwp scheduler's kernel threads, a warm
 allocator) and gives the memory case a clean RSS. The result is one line on
 standard output starting with :data:`RESULT_TAG`, followed by a JSON object:
-``{"samples": [...], "p99": float | null}`` on success, ``{"error": str}``
+``{"samples": [...], "p99": float | null}`` on success (plus ``"lwp_stats"``,
+``lwp.stats()`` at the end of the measurement, when lwp ran), ``{"error": str}``
 (with exit status 1 and a traceback on standard error) on failure. Anything
 else the implementation prints is ignored.
 """
@@ -22,6 +23,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from . import threads
 from .case import Case, all_cases
 
 RESULT_TAG = "LWP-BENCH-RESULT "
@@ -57,6 +59,8 @@ def main(argv: list[str]) -> int:
         result, status = {"error": f"{type(exc).__name__}: {exc}"}, 1
     else:
         status = 0
+        if threads.last_lwp_stats is not None:
+            result["lwp_stats"] = threads.last_lwp_stats
     sys.stdout.flush()
     print(RESULT_TAG + json.dumps(result), flush=True)
     return status

@@ -49,10 +49,17 @@ class Outcome:
     p99s: list[float] = field(default_factory=list)
     error: str = ""
     warnings: list[str] = field(default_factory=list)
+    lwp_stats: list[list[dict[str, Any]]] = field(default_factory=list)
 
     @property
     def median(self) -> float | None:
         return statistics.median(self.samples) if self.status == OK and self.samples else None
+
+    @property
+    def lwp_count(self) -> int | None:
+        """How many pooled LWPs ran this implementation, if it ran on lwp."""
+        counts = {sum(1 for lwp in stats if lwp.get("kind") == "pooled") for stats in self.lwp_stats}
+        return counts.pop() if len(counts) == 1 else None
 
     @property
     def p99(self) -> float | None:
@@ -180,6 +187,8 @@ def run_case(
             outcome.samples.extend(result["samples"])
             if result.get("p99") is not None:
                 outcome.p99s.append(result["p99"])
+            if result.get("lwp_stats") is not None:
+                outcome.lwp_stats.append(result["lwp_stats"])
             if result.get("warning"):
                 outcome.warnings.append(result["warning"])
     return CaseResult(case, params, outcomes)

@@ -66,8 +66,16 @@ def nproc() -> int:
         return os.cpu_count() or 1
 
 
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the machine was around a run."""
+    try:
+        return " ".join(f"{load:.2f}" for load in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def describe(libraries: Iterable[str]) -> dict[str, object]:
-    """The machine block: host, platform, CPU, cores, Python, library versions, date."""
+    """The machine block: host, platform, CPU, cores, Python, library versions, load, date."""
     lwp_source = Path(__file__).resolve().parents[1]
     return {
         "hostname": socket.gethostname(),
@@ -78,5 +86,6 @@ def describe(libraries: Iterable[str]) -> dict[str, object]:
         "python_executable": sys.executable,
         "libraries": {name: library_version(name) for name in sorted(set(libraries))},
         "lwp_commit": _git("rev-parse", "HEAD", cwd=lwp_source),
+        "loadavg": loadavg(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -64,8 +64,10 @@ def _case_lines(result: CaseResult) -> list[str]:
         cells += [spread(outcome), str(len(outcome.samples)), fmt_ratio(result.ratio(label))]
         lines.append("  " + label.ljust(label_width) + "".join(c.rjust(w) for c, w in zip(cells, widths)))
     for label, outcome in result.outcomes.items():
-        if outcome.note:
-            lines.append(f"  * {label}: {outcome.note}")
+        count = outcome.lwp_count
+        ran_on = f"ran on {count} LWP{'s' if count != 1 else ''}" if count else ""
+        if outcome.note or ran_on:
+            lines.append(f"  * {label}: " + "; ".join(filter(None, [outcome.note, ran_on])))
         for warning in outcome.warnings:
             lines.append(f"  ! {label}: {warning}")
     return lines
@@ -82,7 +84,8 @@ def table(results: Iterable[CaseResult], machine: dict[str, Any], settings: dict
         f"machine: {machine['hostname']}, {machine['cpu']}, {machine['nproc']} cores, {machine['platform']}, "
         + machine["python"],
         f"libraries: {libs}" + (f"; lwp commit {commit[:12]}" if commit else ""),
-        f"lwp: --lwps {settings['lwps']}" if settings.get("lwps") else "lwp: default LWPs unless a row says lwps=N",
+        f"load average {machine['loadavg']} at start, {machine.get('loadavg_end', '?')} at end"
+        + (f"; --lwps {settings['lwps']}" if settings.get("lwps") else ""),
     ]
     for result in results:
         lines.append("")
@@ -103,6 +106,7 @@ def _outcome_json(result: CaseResult, label: str, outcome: Outcome) -> dict[str,
         "note": outcome.note,
         "error": outcome.error,
         "warnings": outcome.warnings,
+        "lwp_stats": outcome.lwp_stats or None,
     }
 
 

@@ -42,6 +42,12 @@ def kernel_thread(fn: Callable[[], Any]) -> Callable[[], Any]:
     return thread.join
 
 
+#: ``lwp.stats()`` as the last :func:`lwp_run`'s ``main`` returned: the child
+#: reports it, so each lwp row records how many LWPs ran it and how threads
+#: moved between them (steals, remote wake-ups). None if lwp never ran.
+last_lwp_stats: list[dict[str, Any]] | None = None
+
+
 def lwp_run(main: Callable[..., Any], *args: Any, lwps: int | None = None) -> Any:
     """``lwp.run(main, *args)`` on a fresh scheduler.
 
@@ -51,8 +57,14 @@ def lwp_run(main: Callable[..., Any], *args: Any, lwps: int | None = None) -> An
     """
     import lwp
 
+    def measured(*args: Any) -> Any:
+        global last_lwp_stats
+        result = main(*args)
+        last_lwp_stats = lwp.stats()
+        return result
+
     if lwps is None and os.environ.get(LWPS_ENV):
         lwps = int(os.environ[LWPS_ENV])
     if lwps is None:
-        return lwp.run(main, *args)
-    return lwp.run(main, *args, lwps=lwps)
+        return lwp.run(measured, *args)
+    return lwp.run(measured, *args, lwps=lwps)
