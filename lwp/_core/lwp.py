@@ -28,7 +28,7 @@ from .poller import Poller
 from .thread import DONE, NEW, RUNNABLE, RUNNING
 
 _SPARE_GREENLETS = 256  # finished greenlets kept for reuse by new threads
-_FAIRNESS_TICKS = 61    # every this many switches, poll I/O and start a new thread
+_FAIRNESS_TICKS = 61    # every this many switches, poll I/O even if threads are runnable
 
 
 class Timer:
@@ -167,17 +167,14 @@ class LWP:
                 self._drain_inbox()
             if self._timers:
                 self._run_timers()
-            if self.ticks % _FAIRNESS_TICKS == 0 and runq:
-                if self._poller.busy():
-                    self._poll(0)
-                if self._newq:
-                    self._start_next()
-            if runq:
+            if self.ticks % _FAIRNESS_TICKS == 0 and runq and self._poller.busy():
+                self._poll(0)
+            if self._newq and (not runq or self.ticks & 1):
+                self._start_next()  # new and woken threads take turns
+            elif runq:
                 if self.sched._rng is not None:
                     runq.rotate(-self.sched._rng.randrange(len(runq)))
                 self._resume(runq.popleft())
-            elif self._newq:
-                self._start_next()
             elif self._finished():
                 return
             elif not self.sched._steal_for(self):

@@ -78,8 +78,9 @@ The hub loop
 ------------
 See ``LWP._loop``: drain the inbox, fire due timers, resume the next runnable
 thread, else start a new one, else steal, else sleep in epoll until I/O, a
-timer or a wake-up.  Every ``_FAIRNESS_TICKS`` switches it also polls I/O and
-starts a new thread, so a busy run queue cannot starve either.
+timer or a wake-up.  New and woken threads take turns, and every
+``_FAIRNESS_TICKS`` switches the hub polls I/O, so a busy run queue can starve
+neither new threads nor I/O.
 
 Blocking calls
 --------------

@@ -52,6 +52,7 @@ class GreenThread:
     )
 
     def __init__(self, fn, args, kwargs, name=None, bound=False):
+        self._exc = None  # first: __del__ reads it even if __init__ raises
         if not callable(fn):
             raise TypeError(f"spawn() needs a callable, got {type(fn).__name__}")
         self.ident = next(_ids)

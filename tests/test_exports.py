@@ -1,0 +1,24 @@
+"""Every public name is exported, documented, and nothing private leaks."""
+
+import lwp
+
+
+def test_all_names_exist_and_are_documented():
+    from_stdlib = {"BrokenBarrierError", "Empty", "Full"}  # the stdlib's own classes, re-exported
+    for name in set(lwp.__all__) - from_stdlib:
+        obj = getattr(lwp, name)
+        assert obj.__doc__, f"lwp.{name} has no docstring"
+    assert len(set(lwp.__all__)) == len(lwp.__all__)
+
+
+def test_no_private_names_in_all():
+    assert not [n for n in lwp.__all__ if n.startswith("_")]
+
+
+def test_public_modules_define_all():
+    import importlib
+
+    for name in ("lwp.sync", "lwp.queue", "lwp.local"):
+        mod = importlib.import_module(name)  # lwp.local the attribute is the class
+        for name in mod.__all__:
+            assert getattr(lwp, name) is getattr(mod, name), name

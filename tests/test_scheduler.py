@@ -1,0 +1,275 @@
+"""The scheduler: run, placement and stealing, idleness, shutdown, stats, dump."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import lwp
+from lwp._core import scheduler as sched_mod
+
+
+def test_run_returns_result_and_raises_exception():
+    assert lwp.run(lambda a, b: a * b, 6, 7) == 42
+    with pytest.raises(KeyError):
+        lwp.run(lambda: {}["x"])
+
+
+def test_run_rejects_bad_lwps_and_nesting():
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError):
+            lwp.run(lambda: None, lwps=bad)
+
+    def main():
+        with pytest.raises(RuntimeError):
+            lwp.run(lambda: None)
+
+    lwp.run(main)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_run_uses_exactly_n_lwps(n):
+    def main():
+        return len(lwp.stats())
+
+    assert lwp.run(main, lwps=n) == n
+
+
+def test_lwps_default_from_environment(monkeypatch):
+    monkeypatch.setenv("LWP_LWPS", "3")
+    assert lwp.run(lambda: len(lwp.stats())) == 3
+    monkeypatch.setenv("LWP_LWPS", "0")
+    with pytest.raises(ValueError):
+        lwp.run(lambda: None)
+
+
+def test_run_cancels_leftover_threads_and_runs_their_finally():
+    log = []
+
+    def leftover():
+        try:
+            lwp.sleep(60)
+        finally:
+            log.append("cleaned")
+
+    def main():
+        for _ in range(3):
+            lwp.spawn(leftover)
+        lwp.sleep(0.01)
+        return "main done"
+
+    assert lwp.run(main) == "main done"
+    assert log == ["cleaned"] * 3
+
+
+def test_spawn_after_shutdown_is_refused():
+    s = lwp.Scheduler(1)
+    s.shutdown()
+    with pytest.raises(RuntimeError):
+        s.spawn(lambda: None)
+
+
+def test_shutdown_from_own_thread_is_refused():
+    s = lwp.Scheduler(1)
+    try:
+        t = s.spawn(s.shutdown)
+        with pytest.raises(RuntimeError):
+            t.join(5)
+    finally:
+        s.shutdown()
+
+
+def test_shutdown_warns_about_threads_that_ignore_cancellation():
+    s = lwp.Scheduler(1)
+    stop = threading.Event()
+    running = threading.Event()
+
+    def stubborn():
+        running.set()
+        while not stop.is_set():
+            try:
+                lwp.sleep(0.01)
+            except lwp.Cancelled:
+                pass
+
+    s.spawn(stubborn)
+    assert running.wait(5)
+    with pytest.warns(RuntimeWarning, match="ignored cancellation"):
+        assert s.shutdown(timeout=0.2) is False
+    stop.set()
+    assert s._all_stopped.wait(5)
+
+
+def test_idle_lwps_use_no_cpu():
+    s = lwp.Scheduler(2)
+    try:
+        s.spawn(lambda: None).join(5)
+        time.sleep(0.1)
+        before = time.process_time()
+        time.sleep(1.0)
+        used = time.process_time() - before
+    finally:
+        s.shutdown()
+    assert used < 0.05, f"idle scheduler used {used:.3f} s of CPU in 1 s"
+
+
+def test_idle_lwp_steals_unstarted_threads():
+    def main():
+        def body():
+            return lwp._core.park.current_lwp().index
+
+        where = [lwp.spawn(body) for _ in range(200)]
+        time.sleep(0.2)  # blocks LWP 0 in the kernel: only LWP 1 can start them
+        indexes = [t.join(5) for t in where]
+        return indexes, lwp.stats()
+
+    indexes, stats = lwp.run(main, lwps=2)
+    assert 1 in indexes
+    assert stats[1]["steals"] > 0
+    assert sum(s["threads_run"] for s in stats) == 201
+
+
+def test_started_threads_never_move():
+    def main():
+        def body():
+            first = lwp._core.park.current_lwp()
+            for _ in range(50):
+                lwp.sleep(0.0005 if _ % 2 else 0)
+                assert lwp._core.park.current_lwp() is first
+            return True
+
+        return all(t.join(10) for t in [lwp.spawn(body) for _ in range(100)])
+
+    assert lwp.run(main, lwps=4)
+
+
+def test_local_wakeups_are_not_remote():
+    def main():
+        a, b = lwp.Event(), lwp.Event()
+
+        def ping():
+            for _ in range(500):
+                a.wait()
+                a.clear()
+                b.set()
+
+        t = lwp.spawn(ping)
+        for _ in range(500):
+            a.set()
+            b.wait()
+            b.clear()
+        t.join(5)
+        return lwp.stats()
+
+    stats = lwp.run(main, lwps=1)
+    assert stats[0]["remote_wakeups"] == 0
+    assert stats[0]["switches"] >= 1000
+
+
+def test_spawn_from_plain_thread_uses_default_scheduler():
+    t = lwp.spawn(lambda: lwp.current())
+    assert t.join(5) is t
+    assert sched_mod._default is not None
+    assert len(lwp.stats()) >= 1
+
+
+def test_configure_default_scheduler():
+    lwp.configure(lwps=3)
+    try:
+        assert lwp.spawn(lambda: len(lwp.stats())).join(5) == 3
+        with pytest.raises(RuntimeError):
+            lwp.configure(lwps=1)
+    finally:
+        sched_mod._default_config.clear()
+    with pytest.raises(ValueError):
+        lwp.configure(lwps=0)
+
+
+def test_stats_and_dump_outside_any_scheduler():
+    assert lwp.stats() == []
+    with open(os.devnull, "w") as devnull:
+        assert "no lwp scheduler" in lwp.dump(file=devnull)
+
+
+def test_dump_shows_every_thread_with_its_stack(capsys):
+    def parked_here():
+        lwp.Event().wait()
+
+    def main():
+        threads = [lwp.spawn(parked_here, name=f"dumped-{i}") for i in range(3)]
+        lwp.sleep(0.01)
+        text = lwp.dump()
+        for t in threads:
+            t.cancel()
+        return text
+
+    text = lwp.run(main)
+    assert text.count("dumped-") == 3
+    assert "parked_here" in text and "main" in text
+    assert "LWP-0" in text
+    assert capsys.readouterr().err == text
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_seeded_mode_is_correct_and_replayable(seed):
+    def main():
+        order = []
+        lock = lwp.Lock()
+
+        def body(i):
+            for _ in range(3):
+                with lock:
+                    order.append(i)
+                lwp.sleep(0)
+
+        for t in [lwp.spawn(body, i) for i in range(20)]:
+            t.join(5)
+        return order
+
+    first = lwp.run(main, lwps=1, seed=seed)
+    assert sorted(first) == sorted(list(range(20)) * 3)
+    assert lwp.run(main, lwps=1, seed=seed) == first
+
+
+def test_ctrl_c_interrupts_main_runs_finally_and_exits(tmp_path):
+    script = tmp_path / "ctrlc.py"
+    script.write_text(
+        "import lwp, sys\n"
+        "def main():\n"
+        "    try:\n"
+        "        print('ready', flush=True)\n"
+        "        lwp.sleep(60)\n"
+        "    finally:\n"
+        "        print('finally ran', flush=True)\n"
+        "try:\n"
+        "    lwp.run(main)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('KeyboardInterrupt', flush=True)\n"
+        "    sys.exit(3)\n")
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=20)
+    assert p.returncode == 3
+    assert out.split() == ["finally", "ran", "KeyboardInterrupt"]
+
+
+def test_default_scheduler_shuts_down_at_exit(tmp_path):
+    script = tmp_path / "atexit_.py"
+    script.write_text(
+        "import lwp\n"
+        "def forever():\n"
+        "    try:\n"
+        "        lwp.sleep(60)\n"
+        "    finally:\n"
+        "        print('cancelled at exit', flush=True)\n"
+        "lwp.spawn(forever)\n"
+        "lwp.spawn(lambda: None).join()\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "cancelled at exit"
+    assert out.stderr == ""
