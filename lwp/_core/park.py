@@ -158,3 +158,46 @@ def checkpoint():
         raise exc
     lwp._runq.append(t)
     lwp.park_current()
+
+
+def wait_readable(fd, timeout=None):
+    """Wait until ``fd`` is readable (or hung up); False if ``timeout`` passed.
+
+    In a green thread this parks on the LWP's epoll; in a plain OS thread it
+    blocks in ``poll(2)``.  A True return is a hint, not a promise: retry the
+    non-blocking call and wait again on ``EAGAIN``.
+    """
+    return _wait_fd(fd, False, timeout)
+
+
+def wait_writable(fd, timeout=None):
+    """Wait until ``fd`` is writable; see :func:`wait_readable`."""
+    return _wait_fd(fd, True, timeout)
+
+
+def _wait_fd(fd, write, timeout):
+    lwp = getattr(_tls, "lwp", None)
+    if lwp is not None and lwp.current is not None:
+        return lwp.wait_fd(fd, write, timeout)
+    import select
+
+    p = select.poll()
+    p.register(fd, select.POLLOUT if write else select.POLLIN)
+    return bool(p.poll(None if timeout is None else timeout * 1000))
+
+
+def fd_closing(fd):
+    """Call before closing ``fd``: every LWP forgets it, waking its waiters with EBADF.
+
+    Without this, a thread parked on a closed fd whose number is reused could
+    be woken by the new file's events, or never.
+    """
+    here = getattr(_tls, "lwp", None)
+    from .scheduler import active_schedulers
+
+    for sched in active_schedulers():
+        for lwp in sched.lwps():
+            if lwp is here:
+                lwp._poller.forget(fd)
+            else:
+                lwp.call_soon_threadsafe(lwp._poller.forget, fd)

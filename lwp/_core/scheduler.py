@@ -106,6 +106,7 @@ import sys
 import threading
 import traceback
 import warnings
+import weakref
 
 from . import park
 from .exceptions import Cancelled
@@ -150,6 +151,7 @@ class Scheduler:
         self._created = []              # every LWP ever started, to join at shutdown
         self._next_index = 0
         self._started = threading.Semaphore(0)
+        _schedulers.add(self)
         self._all_stopped = threading.Event()
         self._running_lwps = 0
         for _ in range(n):
@@ -182,6 +184,7 @@ class Scheduler:
             self._running_lwps -= 1
             if self._running_lwps == 0:
                 self._all_stopped.set()
+                _schedulers.discard(self)
 
     def lwps(self):
         """The LWPs now running (pooled, compensating, then bound)."""
@@ -312,6 +315,14 @@ def _cancel_all(lwp):
 
 
 # -- the scheduler a call uses ---------------------------------------------------------------
+
+_schedulers = weakref.WeakSet()  # schedulers with running LWPs
+
+
+def active_schedulers():
+    """Every scheduler that has LWPs running (a snapshot)."""
+    return list(_schedulers)
+
 
 _default = None
 _default_lock = threading.Lock()
