@@ -3,9 +3,10 @@
 # Only `ffi` is meant to be imported from here, by setup.py's cffi_modules or
 # by running this file directly to build in place:
 #
-#     python lwp/_native_build.py      # -> lwp/_native.<ext-suffix>
+#     python lwp/_native_build.py      # -> lwp/_native.abi3.so
 #
 # Programs import lwp._native (through lwp._core.native), never this module.
+import importlib.machinery
 import os
 import sysconfig
 
@@ -62,8 +63,8 @@ ffi.set_source(
     #include <netinet/in.h>
     #include "activations.h"
     """,
-    # setuptools wants source paths relative to the project root, which is
-    # where it runs setup.py from; __main__ below changes there too.
+    # setuptools wants source paths relative to the project root, where it
+    # runs setup.py; ffi.compile() below runs from there too.
     sources=[os.path.relpath(os.path.join(_csrc, "activations.c"), _root)],
     depends=[os.path.relpath(os.path.join(_csrc, "activations.h"), _root)],
     include_dirs=[_csrc],
@@ -72,10 +73,11 @@ ffi.set_source(
 )
 
 if __name__ == "__main__":
-    # Intermediate files go to build/; the module lands next to this file.
-    os.chdir(_root)
-    ffi.compile(
-        tmpdir=os.path.join(_root, "build", "cffi"),
-        target=os.path.join(_here, "_native" + sysconfig.get_config_var("EXT_SUFFIX")),
-        verbose=True,
-    )
+    # Same file name as setup.py's build (cffi modules use the limited API),
+    # so neither build leaves a stale module shadowing the other's.
+    _suffix = ".abi3.so"
+    if _suffix not in importlib.machinery.EXTENSION_SUFFIXES:
+        _suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    # ffi.compile() works in tmpdir: the generated lwp/_native.c and the
+    # objects stay in the (git-ignored) source tree, the module lands here.
+    ffi.compile(tmpdir=_root, target=os.path.join(_here, "_native" + _suffix), verbose=True)
