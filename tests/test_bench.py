@@ -95,6 +95,14 @@ def test_failing_implementation_is_an_error_not_a_crash() -> None:
     assert result["error"].startswith("TypeError"), result
 
 
+def test_rounds_rotate_who_goes_first_and_who_follows_whom() -> None:
+    impls = list(all_cases()["event_handoff"].impls.values())
+    orders = [harness.run_order(impls, round_no) for round_no in range(len(impls))]
+    assert all(sorted(o, key=id) == sorted(impls, key=id) for o in orders)
+    assert len({id(o[0]) for o in orders}) == len(impls)
+    assert orders[0][1] is not orders[1][1]
+
+
 def test_tail_case_keeps_mean_and_p99() -> None:
     tail_case = all_cases()["event_handoff"]
     values = [1.0] * 99 + [101.0]

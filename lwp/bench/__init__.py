@@ -21,7 +21,7 @@ Every measurement is one implementation of one case in a fresh ``python``
 subprocess, so that libraries never share an interpreter (monkey-patching,
 leftover kernel threads, allocator state) and RSS starts clean. Each case
 runs ``--rounds`` rounds; in each round every library runs once, in an order
-that rotates from round to round. The machines this runs on have 2 noisy
+that changes from round to round (who goes first, who follows whom). The machines this runs on have 2 noisy
 cores, so only numbers from the same run are compared, and each number is
 the median over rounds. Inside a subprocess, an implementation first does a
 tenth of its work unmeasured (warm-up), then times the rest.
@@ -41,12 +41,15 @@ one row per library:
   better") a ratio above 1 means lwp is that many times cheaper.
 
 Lines starting with ``*`` say where a peer departs from the plain
-comparison (trio's idioms, capped kernel thread counts, the greenlet floor);
-``!`` flags a measurement that ended badly but still produced a number. The
+comparison (trio's idioms, capped kernel thread counts, the greenlet floor)
+and how many LWPs each lwp row ran on; ``!`` flags a measurement that ended
+badly but still produced a number. The header gives the load average before
+and after the run: a load near or above the core count means other work
+competed with the benchmark, and its numbers are worth less. The
 JSON (``--json``, default ``bench-results.json``) holds the machine block
 (host, platform, CPU, cores, Python, library versions, lwp commit, date),
 the settings, and per case per library every sample, the median, p99, unit,
-ratio and status.
+ratio and status, and for lwp rows ``lwp.stats()`` at the end of each run.
 
 Adding a case
 -------------

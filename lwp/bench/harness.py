@@ -1,10 +1,11 @@
 """Running cases: each measurement in a fresh subprocess, rounds alternating libraries.
 
 For every case, each round runs every selected implementation once, each in
-its own ``python -m lwp.bench.child`` process; the order of the
-implementations rotates from round to round, so that no library always runs
-first (cold machine) or right after the heaviest peer. With 2 noisy cores this
-is what makes the per-library medians comparable within one run.
+its own ``python -m lwp.bench.child`` process. The order of the
+implementations rotates from round to round and is reversed every other
+round, so that no library always runs first (cold machine) nor always right
+after the same peer. With 2 noisy cores this is what makes the per-library
+medians comparable within one run.
 
 Guarantees: a peer whose modules are missing is reported as
 ``"not installed"`` without starting a process; a failing, crashing or hung
@@ -147,6 +148,12 @@ def run_once(
     return result
 
 
+def run_order(impls: list[Impl], round_no: int) -> list[Impl]:
+    """One round's order: from ``impls[round_no]`` (cyclically), forward on even rounds, backward on odd."""
+    step = -1 if round_no % 2 else 1
+    return [impls[(round_no + step * k) % len(impls)] for k in range(len(impls))]
+
+
 def run_case(
     case: Case,
     *,
@@ -174,8 +181,7 @@ def run_case(
             active.append(impl)
 
     for round_no in range(rounds):
-        shift = round_no % len(active) if active else 0
-        for impl in active[shift:] + active[:shift]:
+        for impl in run_order(active, round_no):
             outcome = outcomes[impl.label]
             if outcome.status != OK:
                 continue
