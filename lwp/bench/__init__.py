@@ -21,10 +21,11 @@ Every measurement is one implementation of one case in a fresh ``python``
 subprocess, so that libraries never share an interpreter (monkey-patching,
 leftover kernel threads, allocator state) and RSS starts clean. Each case
 runs ``--rounds`` rounds; in each round every library runs once, in an order
-that changes from round to round (who goes first, who follows whom). The machines this runs on have 2 noisy
-cores, so only numbers from the same run are compared, and each number is
-the median over rounds. Inside a subprocess, an implementation first does a
-tenth of its work unmeasured (warm-up), then times the rest.
+that changes from round to round (who goes first, who follows whom). The
+machines this runs on have 2 noisy cores, so only numbers from the same run
+are compared, and each number is the median over rounds. Inside a
+subprocess, an implementation first does a tenth of its work unmeasured
+(warm-up), then times the rest.
 
 Reading the table
 -----------------
@@ -45,11 +46,13 @@ comparison (trio's idioms, capped kernel thread counts, the greenlet floor)
 and how many LWPs each lwp row ran on; ``!`` flags a measurement that ended
 badly but still produced a number. The header gives the load average before
 and after the run: a load near or above the core count means other work
-competed with the benchmark, and its numbers are worth less. The
-JSON (``--json``, default ``bench-results.json``) holds the machine block
-(host, platform, CPU, cores, Python, library versions, lwp commit, date),
-the settings, and per case per library every sample, the median, p99, unit,
-ratio and status, and for lwp rows ``lwp.stats()`` at the end of each run.
+competed with the benchmark, and its numbers are worth less.
+
+The JSON (``--json``, default ``bench-results.json``) holds the machine block
+(host, platform, CPU, cores, Python, library versions, lwp commit, load,
+date), the settings, and per case per library every sample, the median,
+p99, unit, ratio and status, and for lwp rows ``lwp.stats()`` at the end of
+each run.
 
 Adding a case
 -------------
@@ -69,8 +72,17 @@ A case is declarative: make a :class:`~lwp.bench.case.Case` in a
 
 Each function runs alone in a subprocess with the case's parameters as
 keyword arguments; it imports its library itself and returns a number (one
-sample) or, for a ``tail=True`` case, one number per operation. Shared
-drivers for thread-style libraries take a :data:`~lwp.bench.threads.Starter`
-(``lwp_thread``, ``gevent_thread``, ``kernel_thread``); timing and RSS helpers
-are in :mod:`lwp.bench.measure`.
+sample) or, for a ``tail=True`` case, one number per operation. lwp rows go
+through :func:`~lwp.bench.threads.lwp_run`, so that ``--lwps`` applies and
+``lwp.stats()`` is recorded. Shared drivers for thread-style libraries take a
+:data:`~lwp.bench.threads.Starter` (``lwp_thread``, ``gevent_thread``,
+``kernel_thread``); timing and RSS helpers are in :mod:`lwp.bench.measure`.
+Run ``python -m lwp.bench NAME --quick`` to try it; ``tests/test_bench.py``
+then covers it in CI.
+
+Modules: :mod:`~lwp.bench.case` (what a case is), :mod:`~lwp.bench.harness`
+(rounds of subprocesses), :mod:`~lwp.bench.child` (the subprocess),
+:mod:`~lwp.bench.measure` and :mod:`~lwp.bench.threads` (tools for
+implementations), :mod:`~lwp.bench.machine` and :mod:`~lwp.bench.report`
+(the machine block, table and JSON), ``cases_*`` (the cases).
 """
