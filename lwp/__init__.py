@@ -6,11 +6,14 @@ socket, a sleep) parks and its LWP runs the others.  See the documentation in
 ``docs/`` for the concepts and the design.
 """
 
+from . import dns, files, upcalls
+from ._core.activation import blocking
 from ._core.exceptions import Cancelled, InvalidStateError
 from ._core.park import checkpoint
 from ._core.scheduler import Scheduler, configure, current, dump, run, spawn, stats
 from ._core.thread import ExceptHookArgs, GreenThread, excepthook
 from ._core.timeout import Timeout, sleep
+from .files import open
 from .local import local
 from .queue import Empty, Full, LifoQueue, PriorityQueue, Queue, SimpleQueue
 from .sync import (Barrier, BoundedSemaphore, BrokenBarrierError, Condition, Event, Lock, RLock,
@@ -22,6 +25,6 @@ __all__ = [
     "Barrier", "BoundedSemaphore", "BrokenBarrierError", "Cancelled", "Condition", "Empty",
     "Event", "ExceptHookArgs", "Full", "GreenThread", "InvalidStateError", "LifoQueue", "Lock",
     "PriorityQueue", "Queue", "RLock", "Scheduler", "Semaphore", "SimpleQueue", "Timeout",
-    "checkpoint", "configure", "current", "dump", "excepthook", "local", "run", "sleep", "spawn",
-    "stats",
+    "blocking", "checkpoint", "configure", "current", "dump", "excepthook", "local", "open", "run", "sleep",
+    "spawn", "stats", "dns", "files", "upcalls",
 ]

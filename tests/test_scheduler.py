@@ -187,6 +187,8 @@ def test_configure_default_scheduler():
         sched_mod._default_config.clear()
     with pytest.raises(ValueError):
         lwp.configure(lwps=0)
+    with pytest.raises(TypeError):
+        lwp.configure(lwp_count=2)
 
 
 def test_stats_and_dump_outside_any_scheduler():

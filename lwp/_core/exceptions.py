@@ -12,3 +12,13 @@ class Cancelled(BaseException):
 
 class InvalidStateError(RuntimeError):
     """``result()`` or ``exception()`` was called on a thread that has not finished."""
+
+
+def report_unraisable(exc, obj, message):
+    """Hand ``exc`` to ``sys.unraisablehook``: for errors with no caller to raise to."""
+    import sys
+    import types
+
+    sys.unraisablehook(types.SimpleNamespace(
+        exc_type=type(exc), exc_value=exc, exc_traceback=exc.__traceback__,
+        err_msg=message, object=obj))

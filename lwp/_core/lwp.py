@@ -72,7 +72,9 @@ class LWP:
         self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._poller = Poller(self._wakefd)
         self._wake_hooks = []     # run by the hub when the wake-up fd fires
-        self._exit = False
+        self._completions = None  # native activation CompletionQueue, made on first use
+        self._exit = False        # owner only: leave the loop when idle
+        self._retired = False     # under _lock: retired, push_new must go elsewhere
         self._thread = threading.Thread(target=self._main, name=f"lwp-{index}", daemon=True)
         # Counters, written by the owner only; read by anyone for stats and the monitor.
         self.ticks = 0            # switches into green threads
@@ -81,7 +83,7 @@ class LWP:
         self.remote_wakeups = 0   # written under _lock
         self.parked_time = 0.0
         self.busy_since = None    # monotonic time the hub last woke up, None while parked
-
+        self.stalled_since = None  # set and cleared by the monitor
     def __repr__(self):
         return f"<LWP-{self.index} {self.kind} live={len(self._live)} queued={len(self._runq)}>"
 
@@ -91,13 +93,19 @@ class LWP:
         self._thread.start()
 
     def push_new(self, t):
-        """Queue a thread that has not started (any kernel thread)."""
+        """Queue a thread that has not started (any kernel thread).
+
+        Returns False, queueing nothing, if this LWP has retired meanwhile.
+        """
         with self._lock:
+            if self._retired:
+                return False
             t._lwp = self
             self._newq.append(t)
             if self._sleeping:
                 self._sleeping = False
                 self._poke()
+            return True
 
     def call_soon_threadsafe(self, fn, *args):
         """Run ``fn(*args)`` in this LWP's hub, soon (any kernel thread)."""
@@ -150,11 +158,14 @@ class LWP:
         self.ident = threading.get_ident()
         park._tls.lwp = self
         self.hub = greenlet.getcurrent()
+        self.busy_since = time.monotonic()
         self.sched._lwp_started(self)
         try:
             self._loop()
         finally:
             self._spare.clear()  # kills the recycled greenlets on their own thread
+            if self._completions is not None:
+                self._completions.close()
             self._poller.close()
             os.close(self._wakefd)
             park._tls.lwp = None
@@ -167,7 +178,8 @@ class LWP:
                 self._drain_inbox()
             if self._timers:
                 self._run_timers()
-            if self.ticks % _FAIRNESS_TICKS == 0 and runq and self._poller.busy():
+            if (self.ticks % _FAIRNESS_TICKS == 0 and runq
+                    and (self._poller.busy() or self._completions is not None)):
                 self._poll(0)
             if self._newq and (not runq or self.ticks & 1):
                 self._start_next()  # new and woken threads take turns
@@ -182,11 +194,17 @@ class LWP:
 
     def _finished(self):
         """True when this LWP may exit: nothing left to run, and none will come."""
-        if self._live:
-            return False
+        if self._live or (self._completions is not None and self._completions.in_flight):
+            return False  # late native completions must be drained before the queue closes
         if self.kind == "bound":
             return self.threads_run > 0
-        return self._exit or self.sched._closing
+        if not (self._exit or self.sched._closing):
+            return False
+        with self._lock:
+            if self._newq or self._inbox or self._calls:
+                return False
+            self._retired = True
+        return True
 
     def _resume(self, t):
         self.ticks += 1
@@ -268,6 +286,8 @@ class LWP:
         self.busy_since = now
         with self._lock:
             self._sleeping = False
+        if self.kind == "compensating" and not self._live and now - t0 >= self.sched.retire_after:
+            self._exit = True  # idle long enough: retire
 
     def _poll(self, timeout):
         if self._poller.poll(timeout):

@@ -108,9 +108,11 @@ import traceback
 import warnings
 import weakref
 
-from . import park
+from . import park, upcalls
+from .activation import Activations
 from .exceptions import Cancelled
 from .lwp import LWP
+from .monitor import Monitor, default_threshold
 from .thread import GreenThread
 
 
@@ -132,13 +134,29 @@ class Scheduler:
     """A pool of LWPs and the green threads they run.
 
     Most programs never see this class: ``lwp.run`` makes one, and ``lwp.spawn``
-    outside of ``lwp.run`` uses a default one.  ``seed`` turns on the randomized
-    mode (random placement and run-queue order) used to shake out races;
-    the same seed replays the same choices on each LWP.
+    outside of ``lwp.run`` uses a default one.
+
+    ``lwps``: pooled LWPs (default ``$LWP_LWPS`` or the CPU count).
+    ``seed``: turns on the randomized mode (random placement and run-queue
+    order, also ``$LWP_SEED``) that shakes out races; the same seed replays the
+    same choices on one LWP.  ``max_lwps``: cap on all LWPs, compensating and
+    bound ones included (default ``max(lwps, 256)``).  ``stall_threshold``:
+    seconds without a switch after which the monitor calls an LWP stalled
+    (default ``$LWP_STALL_MS`` ms, 5).  ``retire_after``: idle seconds after
+    which a compensating LWP retires.  ``monitor=False`` runs without the
+    monitor (no stall detection, no compensation).
     """
 
-    def __init__(self, lwps=None, *, seed=None, name="lwp"):
+    def __init__(self, lwps=None, *, seed=None, name="lwp", max_lwps=None, stall_threshold=None,
+                 retire_after=1.0, monitor=True):
         n = default_lwps() if lwps is None else _check_lwps(lwps)
+        self.configured_lwps = n
+        self.max_lwps = max(n, 256) if max_lwps is None else _check_lwps(max_lwps)
+        if self.max_lwps < n:
+            raise ValueError(f"max_lwps ({self.max_lwps}) is below lwps ({n})")
+        if not retire_after > 0:
+            raise ValueError(f"retire_after must be > 0 seconds, got {retire_after!r}")
+        self.retire_after = retire_after
         if seed is None and os.environ.get("LWP_SEED"):
             seed = int(os.environ["LWP_SEED"])
         self.name = name
@@ -154,8 +172,14 @@ class Scheduler:
         _schedulers.add(self)
         self._all_stopped = threading.Event()
         self._running_lwps = 0
+        self.activations = Activations(self)
         for _ in range(n):
             self._add_lwp("pooled")
+        self.monitor = None
+        if monitor:
+            self.monitor = Monitor(self, default_threshold() if stall_threshold is None
+                                   else stall_threshold)
+            self.monitor.start()
 
     def _add_lwp(self, kind):
         with self._lock:
@@ -170,6 +194,7 @@ class Scheduler:
                 self._pool = self._pool + [lwp]
         lwp.start()
         self._started.acquire()  # its ident is set: wake-ups can tell local from remote
+        self.lwp_added(lwp)
         return lwp
 
     def _lwp_started(self, lwp):
@@ -182,9 +207,11 @@ class Scheduler:
             if lwp in self._bound:
                 self._bound = [x for x in self._bound if x is not lwp]
             self._running_lwps -= 1
-            if self._running_lwps == 0:
-                self._all_stopped.set()
-                _schedulers.discard(self)
+            last = self._running_lwps == 0
+        self.lwp_retired(lwp)
+        if last:
+            self._all_stopped.set()
+            _schedulers.discard(self)
 
     def lwps(self):
         """The LWPs now running (pooled, compensating, then bound)."""
@@ -210,12 +237,14 @@ class Scheduler:
             if len(here._newq) > 1:
                 self._wake_idle()
             return
-        pool = self._pool
-        if self._rng is not None:
-            target = self._rng.choice(pool)
-        else:
-            target = next((x for x in pool if x._sleeping), None) or min(pool, key=LWP.load)
-        target.push_new(t)
+        while True:
+            pool = [x for x in self._pool if x.stalled_since is None] or self._pool
+            if self._rng is not None:
+                target = self._rng.choice(pool)
+            else:
+                target = next((x for x in pool if x._sleeping), None) or min(pool, key=LWP.load)
+            if target.push_new(t):
+                return
 
     def _wake_idle(self):
         """Wake one sleeping LWP so it steals some of the backlog."""
@@ -251,7 +280,55 @@ class Scheduler:
         return True
 
     def _idle_timeout(self, lwp, timeout):
+        if lwp.kind == "compensating":
+            return self.retire_after if timeout is None else min(timeout, self.retire_after)
         return timeout
+
+    # -- upcalls: what happened, and how the scheduler reacts (see upcalls.py) -------------
+
+    def thread_blocked(self, thread, call):
+        """A thread handed a blocking call to an activation; its LWP runs on."""
+        if upcalls.active():
+            upcalls.emit("thread_blocked", thread=thread, call=call)
+
+    def thread_unblocked(self, thread, call):
+        if upcalls.active():
+            upcalls.emit("thread_unblocked", thread=thread, call=call)
+
+    def lwp_added(self, lwp):
+        if upcalls.active():
+            upcalls.emit("lwp_added", lwp=lwp, kind=lwp.kind)
+
+    def lwp_retired(self, lwp):
+        if upcalls.active():
+            upcalls.emit("lwp_retired", lwp=lwp, kind=lwp.kind)
+
+    def lwp_blocked(self, lwp, stalled_for):
+        """The monitor saw ``lwp`` stuck: move its unstarted work, compensate."""
+        if upcalls.active():
+            upcalls.emit("lwp_blocked", lwp=lwp, thread=lwp.current, stalled_for=stalled_for)
+        self.lwp_still_blocked(lwp)
+
+    def lwp_still_blocked(self, lwp):
+        """Monitor, each sample while ``lwp`` stays stuck: keep its queue moving."""
+        if lwp.kind == "bound" or self._closing:
+            return
+        with lwp._lock:
+            moved = list(lwp._newq)
+            lwp._newq.clear()
+        runnable = [x for x in self._pool if x.stalled_since is None]
+        waiting = moved or any(x._newq or x._runq for x in runnable)
+        if (waiting and len(runnable) < self.configured_lwps
+                and len(self._pool) + len(self._bound) < self.max_lwps):
+            runnable.append(self._add_lwp("compensating"))
+        targets = sorted(runnable, key=LWP.load) or [lwp]
+        for i, t in enumerate(moved):
+            if not targets[i % len(targets)].push_new(t):
+                self._place(t)
+
+    def lwp_unblocked(self, lwp, stalled_for):
+        if upcalls.active():
+            upcalls.emit("lwp_unblocked", lwp=lwp, stalled_for=stalled_for)
 
     # -- shutdown -------------------------------------------------------------------------
 
@@ -269,13 +346,17 @@ class Scheduler:
             self._closing = True
         for lwp in self.lwps():
             lwp.call_soon_threadsafe(_cancel_all, lwp)
-        if not self._all_stopped.wait(timeout):
+        stopped = self._all_stopped.wait(timeout)
+        if self.monitor is not None:
+            self.monitor.stop()
+        if not stopped:
             stuck = [t for lwp in self.lwps() for t in lwp.threads()]
             warnings.warn(f"lwp: {len(stuck)} green thread(s) ignored cancellation at "
                           f"shutdown and were abandoned: {stuck[:5]}", RuntimeWarning, stacklevel=2)
             return False
         for lwp in self._created:
             lwp._thread.join(timeout)
+        self.activations.close(timeout)
         return True
 
     # -- introspection --------------------------------------------------------------------
@@ -329,18 +410,26 @@ _default_lock = threading.Lock()
 _default_config = {}
 
 
-def configure(*, lwps=None, seed=None):
+def configure(**options):
     """Set the options of the default scheduler, before its first use.
 
     The default scheduler serves ``lwp.spawn`` called outside ``lwp.run``.
-    Raises RuntimeError once it has started.
+    ``options`` are :class:`Scheduler`'s keyword arguments (``lwps``, ``seed``,
+    ``max_lwps``, ``stall_threshold``, ``retire_after``, ``monitor``); they are
+    checked now.  Raises RuntimeError once the default scheduler has started.
     """
-    if lwps is not None:
-        _check_lwps(lwps)
+    import inspect
+
+    known = set(inspect.signature(Scheduler).parameters) - {"name"}
+    unknown = set(options) - known
+    if unknown:
+        raise TypeError(f"unknown scheduler option(s) {sorted(unknown)}; known: {sorted(known)}")
+    if options.get("lwps") is not None:
+        _check_lwps(options["lwps"])
     with _default_lock:
         if _default is not None:
             raise RuntimeError("the default scheduler is already running; configure() it first")
-        _default_config.update({k: v for k, v in (("lwps", lwps), ("seed", seed)) if v is not None})
+        _default_config.update(options)
 
 
 def scheduler():
@@ -380,7 +469,8 @@ def spawn(fn, /, *args, name=None, bound=False, **kwargs):
     return scheduler().spawn(fn, args, kwargs, name=name, bound=bound)
 
 
-def run(main, /, *args, lwps=None, seed=None, **kwargs):
+def run(main, /, *args, lwps=None, seed=None, max_lwps=None, stall_threshold=None,
+        retire_after=1.0, monitor=True, **kwargs):
     """Run ``main(*args, **kwargs)`` on a fresh scheduler and return its result.
 
     Like :func:`asyncio.run`: the scheduler starts with ``lwps`` LWPs, ``main``
@@ -388,10 +478,14 @@ def run(main, /, *args, lwps=None, seed=None, **kwargs):
     here) every thread it left running is cancelled and joined and the LWPs
     stop.  Ctrl-C raises KeyboardInterrupt inside ``main`` so its ``finally``
     blocks run.  Cannot be called from a green thread.
+
+    Scheduler options (keyword-only; see :class:`Scheduler`): ``lwps``,
+    ``seed``, ``max_lwps``, ``stall_threshold``, ``retire_after``, ``monitor``.
     """
     if park.current_lwp() is not None:
         raise RuntimeError("lwp.run() cannot be called from a green thread")
-    sched = Scheduler(lwps, seed=seed)
+    sched = Scheduler(lwps, seed=seed, max_lwps=max_lwps, stall_threshold=stall_threshold,
+                      retire_after=retire_after, monitor=monitor)
     try:
         return _join_interruptibly(sched.spawn(main, args, kwargs, name="main"))
     finally:

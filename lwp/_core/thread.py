@@ -17,7 +17,7 @@ import sys
 import traceback
 
 from . import park
-from .exceptions import Cancelled, InvalidStateError
+from .exceptions import Cancelled, InvalidStateError, report_unraisable
 
 NEW = "new"            # spawned, no greenlet yet; may still move between LWPs
 RUNNABLE = "runnable"  # in its LWP's run queue (or inbox)
@@ -288,11 +288,5 @@ def _report(thread, exc, context):
     try:
         hook(ExceptHookArgs(exc, thread, context))
     except BaseException as e:  # noqa: B036 - a broken hook must not kill an LWP
-        sys.unraisablehook(_Unraisable(e, hook))
+        report_unraisable(e, hook, "Exception in lwp.excepthook")
 
-
-class _Unraisable:
-    def __init__(self, exc, obj):
-        self.exc_type, self.exc_value, self.exc_traceback = type(exc), exc, exc.__traceback__
-        self.err_msg = "Exception in lwp.excepthook"
-        self.object = obj
