@@ -131,6 +131,7 @@ class _PythonActivations:
         self._cond = threading.Condition(threading.Lock())
         self._jobs = deque()
         self._threads = set()
+        self._running = set()  # jobs being run, under _cond (failed at fork)
         self._idle = 0
         self._max = max_threads
         self._closed = False
@@ -163,10 +164,13 @@ class _PythonActivations:
                     self._threads.discard(me)
                     return
                 job = self._jobs.popleft()
+                self._running.add(job)
             try:
                 job()
             except BaseException as e:  # noqa: B036
                 report_unraisable(e, job, "Exception in an lwp activation thread")
+            with self._cond:
+                self._running.discard(job)
 
     def close(self, timeout):
         with self._cond:

@@ -108,7 +108,7 @@ import traceback
 import warnings
 import weakref
 
-from . import park, upcalls
+from . import fork, park, upcalls  # noqa: F401 - fork registers its at-fork hook
 from .activation import Activations
 from .exceptions import Cancelled
 from .lwp import LWP
