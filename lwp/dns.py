@@ -10,6 +10,8 @@ plain OS thread these are the :mod:`socket` functions.
 """
 
 import socket as _socket
+from socket import getaddrinfo as _os_getaddrinfo  # bound before lwp.monkey patches it
+from socket import getnameinfo as _os_getnameinfo
 
 from ._core.activation import native_call
 from ._core.park import current
@@ -20,9 +22,9 @@ __all__ = ["getaddrinfo", "getnameinfo"]
 def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
     """Like :func:`socket.getaddrinfo`, without blocking the LWP."""
     if current() is None:
-        return _socket.getaddrinfo(host, port, family, type, proto, flags)
+        return _os_getaddrinfo(host, port, family, type, proto, flags)
     try:  # numeric hosts resolve without I/O
-        return _socket.getaddrinfo(host, port, family, type, proto, flags | _socket.AI_NUMERICHOST)
+        return _os_getaddrinfo(host, port, family, type, proto, flags | _socket.AI_NUMERICHOST)
     except _socket.gaierror as e:
         if e.errno != _socket.EAI_NONAME or flags & _socket.AI_NUMERICHOST:
             raise
@@ -34,5 +36,5 @@ def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
 def getnameinfo(sockaddr, flags):
     """Like :func:`socket.getnameinfo`, without blocking the LWP."""
     if current() is None or flags & _socket.NI_NUMERICHOST and flags & _socket.NI_NUMERICSERV:
-        return _socket.getnameinfo(sockaddr, flags)
+        return _os_getnameinfo(sockaddr, flags)
     return native_call("getnameinfo", sockaddr, flags)

@@ -23,6 +23,7 @@ not yet taken by a Python activation thread is not run at all.
 
 import os
 import threading
+from _thread import allocate_lock
 from collections import deque
 
 from . import park
@@ -38,7 +39,7 @@ class Activations:
 
     def __init__(self, sched):
         self._sched = sched
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._native = None
         self._python = _PythonActivations(PYTHON_THREADS_MAX)
 
@@ -128,7 +129,7 @@ class _PythonActivations:
     """A pool of Python kernel threads, grown on demand, shrunk when idle."""
 
     def __init__(self, max_threads):
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(allocate_lock())
         self._jobs = deque()
         self._threads = set()
         self._running = set()  # jobs being run, under _cond (failed at fork)

@@ -21,6 +21,7 @@ with the parent.  ``after_fork_in_child`` (registered with
 import errno
 import os
 import threading
+from _thread import allocate_lock
 
 from . import park
 
@@ -41,7 +42,7 @@ def after_fork_in_child():
     with_default = sched_mod._default
     if with_default is not None and (here is None or here.sched is not with_default):
         sched_mod._default = None
-    sched_mod._default_lock = threading.Lock()
+    sched_mod._default_lock = allocate_lock()
 
 
 def _drop(sched):
@@ -65,9 +66,9 @@ def _rebuild(sched, here):
     from .monitor import Monitor
     from .poller import Poller
 
-    sched._lock = threading.Lock()
+    sched._lock = allocate_lock()
     for lwp in sched._created:
-        lwp._lock = threading.Lock()
+        lwp._lock = allocate_lock()
     lost = [lwp for lwp in sched.lwps() if lwp is not here]
 
     # A private eventfd and epoll set for the survivor; waiting fds move over.

@@ -19,6 +19,7 @@ import heapq
 import os
 import threading
 import time
+from _thread import allocate_lock
 from collections import deque
 
 import greenlet
@@ -58,7 +59,7 @@ class LWP:
         self.ident = None         # kernel thread id, once started
         self.hub = None
         self.current = None       # the green thread running now, or None in the hub
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._inbox = deque()
         self._calls = deque()
         self._newq = deque()

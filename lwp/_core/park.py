@@ -24,15 +24,18 @@ plain OS thread (a thread not run by lwp) ``wait`` blocks that thread on a lock,
 so the same primitives work between green threads and OS threads.
 """
 
-import threading
-from _thread import allocate_lock
+# Names are bound at import, before lwp.monkey can replace them: lwp's own
+# machinery must keep the real kernel-level primitives.
+from _thread import _local, allocate_lock
+from select import POLLIN, POLLOUT, poll
+from time import sleep as _os_sleep
 
 from .thread import DONE, PARKED, RUNNABLE
 
 TIMED_OUT = type("TimedOut", (), {"__repr__": lambda self: "TIMED_OUT", "__slots__": ()})()
 """Returned by ``wait`` when its timeout passed before any wake-up."""
 
-_tls = threading.local()  # .lwp: the LWP run by this kernel thread, if any
+_tls = _local()  # .lwp: the LWP run by this kernel thread, if any
 
 
 def current_lwp():
@@ -146,9 +149,7 @@ def checkpoint():
     lwp = getattr(_tls, "lwp", None)
     t = lwp.current if lwp is not None else None
     if t is None:
-        import time
-
-        time.sleep(0)
+        _os_sleep(0)
         return
     with lwp._lock:
         exc, t._pending_exc = t._pending_exc, None
@@ -179,10 +180,8 @@ def _wait_fd(fd, write, timeout):
     lwp = getattr(_tls, "lwp", None)
     if lwp is not None and lwp.current is not None:
         return lwp.wait_fd(fd, write, timeout)
-    import select
-
-    p = select.poll()
-    p.register(fd, select.POLLOUT if write else select.POLLIN)
+    p = poll()
+    p.register(fd, POLLOUT if write else POLLIN)
     return bool(p.poll(None if timeout is None else timeout * 1000))
 
 

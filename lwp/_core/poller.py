@@ -12,6 +12,7 @@ so callers must treat a wake-up as a hint and retry their non-blocking call.
 """
 
 import select
+from select import epoll
 
 from .park import TIMED_OUT, waiter
 
@@ -23,7 +24,7 @@ class Poller:
     __slots__ = ("_ep", "_wakefd", "_waiting", "_registered")
 
     def __init__(self, wakefd):
-        self._ep = select.epoll()
+        self._ep = epoll()
         self._wakefd = wakefd
         self._ep.register(wakefd, select.EPOLLIN)
         self._waiting = {}        # fd -> [reader waiter or None, writer waiter or None]

@@ -106,6 +106,7 @@ import sys
 import threading
 import traceback
 import warnings
+from _thread import allocate_lock
 import weakref
 
 from . import fork, park, upcalls  # noqa: F401 - fork registers its at-fork hook
@@ -162,7 +163,7 @@ class Scheduler:
         self.name = name
         self.seed = seed
         self._rng = random.Random(seed) if seed is not None else None
-        self._lock = threading.Lock()   # guards the LWP lists and _closing
+        self._lock = allocate_lock()    # guards the LWP lists and _closing
         self._closing = False
         self._pool = []                 # pooled + compensating LWPs (copy-on-write list)
         self._bound = []
@@ -406,7 +407,7 @@ def active_schedulers():
 
 
 _default = None
-_default_lock = threading.Lock()
+_default_lock = allocate_lock()
 _default_config = {}
 
 

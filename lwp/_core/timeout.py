@@ -1,6 +1,6 @@
 """Time: ``sleep`` and the ``Timeout`` context manager."""
 
-import time
+from time import sleep as _os_sleep  # bound before lwp.monkey can patch it
 
 from . import park
 from .thread import _check_timeout
@@ -17,7 +17,7 @@ def sleep(seconds=0):
     if seconds == 0:
         park.checkpoint()
     elif park.current() is None:
-        time.sleep(seconds)
+        _os_sleep(seconds)
     else:
         park.waiter().wait(seconds)
 

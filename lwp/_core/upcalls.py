@@ -21,14 +21,14 @@ monitor, an activation's LWP) and must not block; an exception they raise is
 reported through ``sys.unraisablehook`` and does not disturb the scheduler.
 """
 
-import threading
+from _thread import allocate_lock
 
 from .exceptions import report_unraisable
 
 EVENTS = ("thread_blocked", "thread_unblocked", "lwp_added", "lwp_blocked", "lwp_unblocked",
           "lwp_retired")
 
-_lock = threading.Lock()
+_lock = allocate_lock()
 _subscribers = ()  # replaced, never mutated, so emit() reads it without a lock
 
 
