@@ -6,14 +6,14 @@ use, with the arguments given to the constructor, as in ``threading.local``.
 A thread's values are dropped when the thread object is discarded.
 """
 
-import threading
 import weakref
+from _thread import _local
 
 from ._core.park import current
 
 __all__ = ["local"]
 
-_os_thread_keys = threading.local()  # an owner object for each plain OS thread
+_os_thread_keys = _local()  # an owner object for each plain OS thread
 
 
 class _OSThreadKey:
