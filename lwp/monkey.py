@@ -1,0 +1,199 @@
+"""Make the standard library cooperative: ``lwp.monkey.patch_all()``.
+
+After patching, code written for the standard library (``urllib.request``,
+``http.client``, ``smtplib``, ``socketserver``, ``requests``…) waits the lwp
+way: a green thread that blocks on a socket, a sleep, a lock or a queue parks,
+and its LWP runs the others.  Call it first thing, before importing the code
+to patch::
+
+    import lwp.monkey
+    lwp.monkey.patch_all()
+
+Each ``patch_<module>()`` replaces, in the standard module, every public name
+for which the lwp module of the same name (``lwp.socket``, ``lwp.select``…)
+has its own version.  What ``threading`` gets: ``Lock``, ``RLock``,
+``Condition``, ``Semaphore``, ``BoundedSemaphore``, ``Event``, ``Barrier`` and
+``local`` become lwp's, which work for green threads *and* real OS threads;
+``threading.Thread`` stays a real kernel thread.
+
+Patching late, learned from gevent's pain: a module that did
+``from socket import socket`` before the patch holds the original; every such
+module-level reference is rebound too, so it still works.  What cannot be
+rebound is a class that already *subclasses* an original (``class
+MySocket(socket.socket)`` defined before the patch): for those a
+:class:`MonkeyPatchWarning` names the class and the module to import later.
+
+``get_original(module, name)`` returns what was there before; ``unpatch_all()``
+restores everything (used by the tests).
+"""
+
+import importlib
+import sys
+import warnings
+
+__all__ = ["MonkeyPatchWarning", "get_original", "is_patched", "patch_all", "patch_module",
+           "patch_os", "patch_queue", "patch_select", "patch_selectors", "patch_socket",
+           "patch_ssl", "patch_subprocess", "patch_threading", "patch_time", "unpatch_all"]
+
+
+class MonkeyPatchWarning(RuntimeWarning):
+    """Something imported before patching keeps the blocking original."""
+
+
+_originals = {}  # (module name, attribute) -> original object
+_rebound = []    # (namespace dict, key, original) rebound in other modules
+
+
+def _replacements(module_name):
+    """{name: cooperative object} for a standard module."""
+    import lwp
+
+    if module_name == "time":
+        return {"sleep": lwp.sleep}
+    if module_name == "threading":
+        return {name: getattr(lwp, name) for name in (
+            "Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier",
+            "local")}
+    ours = importlib.import_module(f"lwp.{module_name}")
+    std = importlib.import_module(module_name)
+    names = getattr(ours, "__all__", None) or [n for n in dir(ours) if not n.startswith("_")]
+    return {n: getattr(ours, n) for n in names
+            if hasattr(std, n) and getattr(ours, n) is not getattr(std, n)}
+
+
+def patch_module(module_name):
+    """Patch one standard module (``"socket"``, ``"time"``…); idempotent.
+
+    Returns the names replaced.  Warns (:class:`MonkeyPatchWarning`) about
+    classes elsewhere that subclass an original and so stay blocking.
+    """
+    names, suspects = _patch(module_name)
+    _warn_about(suspects)
+    return names
+
+
+def _patch(module_name):
+    std = importlib.import_module(module_name)
+    replaced = {}
+    for name, new in _replacements(module_name).items():
+        key = (module_name, name)
+        if key not in _originals:
+            _originals[key] = getattr(std, name)
+        if getattr(std, name) is not new:
+            setattr(std, name, new)
+        replaced[_originals[key]] = new
+    suspects = _rebind_elsewhere(replaced, module_name)
+    return sorted(n for (m, n) in _originals if m == module_name), suspects
+
+
+def _rebind_elsewhere(replaced, module_name):
+    """Rebind ``from module import name`` copies in other modules.
+
+    Returns ``(module name, attribute, class, original)`` for each class defined
+    elsewhere that subclasses a replaced original: those cannot be rebound.
+    """
+    by_id = {id(old): new for old, new in replaced.items() if old is not new}
+    old_classes = tuple(old for old in replaced if isinstance(old, type))
+    suspects = []
+    for modname, mod in list(sys.modules.items()):
+        namespace = getattr(mod, "__dict__", None)
+        if modname == module_name or modname.split(".")[0] == "lwp" or not isinstance(namespace, dict):
+            continue
+        for key, value in list(namespace.items()):
+            new = by_id.get(id(value))
+            if new is not None:
+                namespace[key] = new
+                _rebound.append((namespace, key, value))
+            elif (old_classes and isinstance(value, type) and value.__module__ == modname
+                  and issubclass(value, old_classes)):
+                base = next(c for c in old_classes if issubclass(value, c))
+                suspects.append((modname, key, value, f"{module_name}.{base.__name__}"))
+    return suspects
+
+
+def _warn_about(suspects):
+    for modname, key, cls, original in suspects:
+        module = sys.modules.get(modname)
+        if getattr(module, key, None) is not cls:
+            continue  # replaced meanwhile (patch_ssl replaces ssl.SSLSocket, say)
+        warnings.warn(
+            f"{modname}.{key} subclasses the blocking {original}, which it captured before "
+            f"lwp.monkey patched it; it will block its LWP. Patch before importing {modname}.",
+            MonkeyPatchWarning, stacklevel=3)
+
+
+def patch_time():
+    """``time.sleep`` parks the green thread."""
+    return patch_module("time")
+
+
+def patch_threading():
+    """``threading`` locks, Events, Conditions, Semaphores, Barriers and ``local``."""
+    return patch_module("threading")
+
+
+def patch_queue():
+    """``queue.Queue`` and friends."""
+    return patch_module("queue")
+
+
+def patch_socket():
+    """``socket.socket``, ``create_connection``, name resolution…"""
+    return patch_module("socket")
+
+
+def patch_select():
+    return patch_module("select")
+
+
+def patch_selectors():
+    return patch_module("selectors")
+
+
+def patch_ssl():
+    return patch_module("ssl")
+
+
+def patch_subprocess():
+    return patch_module("subprocess")
+
+
+def patch_os():
+    """``os.read``/``os.write`` on pipes and sockets."""
+    return patch_module("os")
+
+
+_ALL = ("time", "threading", "queue", "socket", "select", "selectors", "ssl", "subprocess", "os")
+
+
+def patch_all():
+    """Patch every module lwp has a cooperative version of; returns {module: names}."""
+    done, suspects = {}, []
+    for name in _ALL:
+        done[name], found = _patch(name)
+        suspects.extend(found)
+    _warn_about(suspects)
+    return done
+
+
+def is_patched(module_name, name=None):
+    """True if ``module_name`` (or its attribute ``name``) is patched."""
+    return any(m == module_name and (name is None or n == name) for m, n in _originals)
+
+
+def get_original(module_name, name):
+    """The object ``module_name.name`` held before patching (or holds now, if unpatched)."""
+    key = (module_name, name)
+    if key in _originals:
+        return _originals[key]
+    return getattr(importlib.import_module(module_name), name)
+
+
+def unpatch_all():
+    """Put every original back, in the standard modules and where it was rebound."""
+    for (module_name, name), original in _originals.items():
+        setattr(sys.modules[module_name], name, original)
+    for namespace, key, original in reversed(_rebound):
+        namespace[key] = original
+    _originals.clear()
+    _rebound.clear()
