@@ -80,7 +80,7 @@ def table(results: Iterable[CaseResult], machine: dict[str, Any], settings: dict
     mode = " --quick" if settings["quick"] else ""
     lines = [
         f"lwp bench, {machine['date']}: {settings['rounds']} round(s){mode}, each measurement in a fresh "
-        + "process, library order rotating per round; medians over rounds",
+        + "process, library order varying per round; medians over rounds",
         f"machine: {machine['hostname']}, {machine['cpu']}, {machine['nproc']} cores, {machine['platform']}, "
         + machine["python"],
         f"libraries: {libs}" + (f"; lwp commit {commit[:12]}" if commit else ""),
