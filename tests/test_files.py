@@ -130,3 +130,22 @@ def test_cancelled_open_leaks_no_fd(path):
                 pass
 
     lwp.run(main, lwps=1)  # conftest checks that no fd is left
+
+
+def test_late_open_completion_at_shutdown_leaks_no_fd(tmp_path):
+    """An open that completes after its thread was cancelled, as the LWP exits."""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+
+    def main():
+        reader = lwp.spawn(lwp.open, fifo, "rb")  # blocks in the activation until a writer comes
+        lwp.sleep(0.05)
+        reader.cancel()
+        with pytest.raises(lwp.Cancelled):
+            reader.join(5)
+        fd = os.open(fifo, os.O_WRONLY)  # completes the reader's open on its C thread
+        os.close(fd)
+        # return at once: the completion arrives while the scheduler shuts down
+
+    for _ in range(5):
+        lwp.run(main, lwps=1)  # conftest: no fd may be left open

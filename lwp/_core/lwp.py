@@ -149,8 +149,23 @@ class LWP:
         return timer
 
     def park_current(self):
-        """Switch from the running green thread to the hub (see park.py)."""
-        self.hub.switch()
+        """Give up the CPU: run the next runnable thread, or the hub (see park.py).
+
+        When the hub would have nothing to do but resume the head of the run
+        queue, switch to that thread directly: one greenlet switch instead of
+        two, and no pass through the loop.
+        """
+        runq = self._runq
+        if (runq and not self._newq and not self._inbox and not self._calls
+                and self.ticks % _FAIRNESS_TICKS and self.sched._rng is None
+                and not (self._timers and self._timers[0].when <= time.monotonic())):
+            t = runq.popleft()
+            self.ticks += 1
+            self.current = t
+            t._state = RUNNING  # benign unlocked write: wakers only act on PARKED
+            t._glet.switch()
+        else:
+            self.hub.switch()
 
     def wait_fd(self, fd, write, timeout):
         return self._poller.wait(fd, write, timeout)
@@ -166,6 +181,8 @@ class LWP:
         finally:
             self._spare.clear()  # kills the recycled greenlets on their own thread
             if self._completions is not None:
+                for hook in self._wake_hooks:
+                    hook()  # deliver the last completions: a late open's fd gets closed
                 self._completions.close()
             self._poller.close()
             os.close(self._wakefd)
