@@ -369,7 +369,8 @@ class Event:
         """Wait until the flag is set; return it (False only on timeout)."""
         if self._flag:
             return True
-        _check_timeout(timeout)
+        if timeout is not None:
+            _check_timeout(timeout)
         with self._mutex:
             if self._flag:
                 return True
