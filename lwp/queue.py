@@ -1,22 +1,46 @@
 """Queues: ``Queue``, ``LifoQueue``, ``PriorityQueue``, ``SimpleQueue``.
 
-These are the standard library's :mod:`queue` classes with their locks and
-conditions made of :mod:`lwp.sync` primitives, so they keep every documented
-behaviour of :mod:`queue` (``maxsize``, ``block``/``timeout``,
-``task_done``/``join``, the :class:`queue.Empty` and :class:`queue.Full`
-exceptions) while a waiting green thread parks instead of blocking its LWP.
+The standard library's :mod:`queue` classes with their blocking done the lwp
+way: every documented behaviour of :mod:`queue` stays (``maxsize``,
+``block``/``timeout``, ``put_nowait``/``get_nowait``, ``task_done``/``join``,
+the :class:`queue.Empty` and :class:`queue.Full` exceptions themselves, the
+``_init``/``_qsize``/``_put``/``_get`` hooks that make the LIFO and priority
+variants), while a waiting green thread parks instead of blocking its LWP.
 They work between green threads and plain OS threads alike.
+
+Instead of the standard library's three Conditions over one lock, a queue
+keeps a short internal mutex and two FIFOs of one-shot waiters (see
+:mod:`lwp._core.park`): ``put`` wakes exactly one waiting getter, ``get`` one
+waiting putter; a woken thread tries again under the mutex.  A wake-up that
+reaches a waiter which has timed out or was cancelled returns False and goes
+to the next waiter, so none is lost.
 """
 
 import queue as _stdlib
+import time
+from _thread import allocate_lock
+from collections import deque
 
-from .sync import Condition, Lock
+from ._core.park import TIMED_OUT, waiter
 
 Empty = _stdlib.Empty
 Full = _stdlib.Full
-ShutDown = getattr(_stdlib, "ShutDown", None)
 
 __all__ = ["Queue", "LifoQueue", "PriorityQueue", "SimpleQueue", "Empty", "Full"]
+
+
+def _wake_one(waiters):
+    while waiters:
+        if waiters.popleft().wake(True):
+            return
+
+
+def _deadline(block, timeout):
+    if not block or timeout is None:
+        return None
+    if timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+    return time.monotonic() + timeout
 
 
 class Queue(_stdlib.Queue):
@@ -25,14 +49,100 @@ class Queue(_stdlib.Queue):
     def __init__(self, maxsize=0):
         if maxsize is None or maxsize < 0:
             raise ValueError(f"maxsize must be >= 0, got {maxsize!r}")
-        super().__init__(maxsize)
-        self.mutex = Lock()
-        self.not_empty = Condition(self.mutex)
-        self.not_full = Condition(self.mutex)
-        self.all_tasks_done = Condition(self.mutex)
+        self.maxsize = maxsize
+        self._init(maxsize)
+        self.unfinished_tasks = 0
+        self.mutex = allocate_lock()  # short critical sections only; never held while waiting
+        self._getters = deque()
+        self._putters = deque()
+        self._joiners = []
 
     def __repr__(self):
         return f"<lwp.{type(self).__name__} size={self.qsize()} maxsize={self.maxsize}>"
+
+    def put(self, item, block=True, timeout=None):
+        """Put ``item``, waiting for room if the queue is full (see :meth:`queue.Queue.put`)."""
+        deadline = _deadline(block, timeout)
+        while True:
+            with self.mutex:
+                if self.maxsize <= 0 or self._qsize() < self.maxsize:
+                    self._put(item)
+                    self.unfinished_tasks += 1
+                    _wake_one(self._getters)
+                    return
+                if not block:
+                    raise Full
+                w = waiter()
+                self._putters.append(w)
+            if not self._wait(w, self._putters, deadline):
+                raise Full
+
+    def get(self, block=True, timeout=None):
+        """Remove and return an item, waiting if the queue is empty (see :meth:`queue.Queue.get`)."""
+        deadline = _deadline(block, timeout)
+        while True:
+            with self.mutex:
+                if self._qsize():
+                    item = self._get()
+                    _wake_one(self._putters)
+                    return item
+                if not block:
+                    raise Empty
+                w = waiter()
+                self._getters.append(w)
+            if not self._wait(w, self._getters, deadline):
+                raise Empty
+
+    def _wait(self, w, waiters, deadline):
+        """Wait on ``w``; False if the deadline passed.  ``w`` leaves ``waiters`` unless woken."""
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            got = w.wait(remaining)
+        except BaseException:
+            self._forget(w, waiters)
+            raise
+        if got is TIMED_OUT:
+            self._forget(w, waiters)
+            return False
+        return True
+
+    def _forget(self, w, waiters):
+        with self.mutex:
+            try:
+                waiters.remove(w)
+            except ValueError:
+                pass
+
+    def task_done(self):
+        """Mark one fetched item as processed; see :meth:`queue.Queue.task_done`."""
+        with self.mutex:
+            unfinished = self.unfinished_tasks - 1
+            if unfinished < 0:
+                raise ValueError("task_done() called too many times")
+            self.unfinished_tasks = unfinished
+            joiners = []
+            if unfinished == 0:
+                joiners, self._joiners = self._joiners, []
+        for w in joiners:
+            w.wake(True)
+
+    def join(self):
+        """Wait until every item put has been marked done with :meth:`task_done`."""
+        with self.mutex:
+            if not self.unfinished_tasks:
+                return
+            w = waiter()
+            self._joiners.append(w)
+        try:
+            w.wait()
+        except BaseException:
+            self._forget_joiner(w)
+            raise
+
+    def _forget_joiner(self, w):
+        with self.mutex:
+            if w in self._joiners:
+                self._joiners.remove(w)
 
 
 class LifoQueue(Queue, _stdlib.LifoQueue):
@@ -44,7 +154,7 @@ class PriorityQueue(Queue, _stdlib.PriorityQueue):
 
 
 class SimpleQueue(Queue):
-    """An unbounded FIFO queue without task tracking, like :class:`queue.SimpleQueue`."""
+    """An unbounded FIFO queue, like :class:`queue.SimpleQueue`."""
 
     def __init__(self):
         super().__init__(0)
