@@ -403,10 +403,13 @@ def test_concurrent_close_waits_for_workers(cq, efd):
 def test_cq_close_refuses_while_in_flight(efd):
     cq = CompletionQueue(efd)
     pool = ActivationPool(1)
+    pool.usleep(cq, "quick", 0)
+    wait_until(lambda: cq.in_flight == 0)
     pool.usleep(cq, "slow", 500_000)
     with pytest.raises(RuntimeError, match="in flight"):
         cq.close()
     assert not cq.closed
+    assert [c.cookie for c in cq.drain()] == ["quick"]    # nothing discarded
     pool.usleep(cq, "still usable", 0)
     pool.close()
     cq.close()                       # undrained completions are discarded

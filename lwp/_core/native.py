@@ -128,7 +128,9 @@ class CompletionQueue:
         """Return the finished requests as :class:`Completion` objects, oldest
         first, without blocking; ``[]`` if there are none.
 
-        Each request's C memory is freed here, once its result is copied out.
+        Reset ``notify_fd`` *before* calling this, never after: the eventfd is
+        written only when the queue goes from empty to non-empty.  Each
+        request's C memory is freed here, once its result is copied out.
         Completions whose waiter has gone away are returned all the same; the
         caller drops them.
         """
@@ -147,19 +149,19 @@ class CompletionQueue:
     def close(self):
         """Free the queue and close its descriptor; idempotent.
 
-        Completions not drained yet are discarded.  Raises ``RuntimeError``,
-        leaving the queue open and intact, while requests are still queued or
-        running: close the pool (which completes them) or drain them first.
+        Completions not drained yet are discarded.  While requests are still
+        queued or running this raises ``RuntimeError`` and changes nothing:
+        close the pool first (which completes them), or wait for them.
         """
         if self._cq is None:
             return
-        self.drain()
-        if lib.lwp_cq_free(self._cq) != 0:
-            raise RuntimeError(
-                f"{lib.lwp_cq_inflight(self._cq)} requests still in flight; "
-                "close the ActivationPool or drain them before closing the queue")
-        self._cq = None
-        os.close(self._fd)
+        if lib.lwp_cq_inflight(self._cq) == 0:
+            self.drain()
+            if lib.lwp_cq_free(self._cq) == 0:
+                self._cq = None
+                os.close(self._fd)
+                return
+        raise RuntimeError("requests still in flight; close the ActivationPool first")
 
     def __enter__(self):
         return self
