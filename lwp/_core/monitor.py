@@ -10,14 +10,28 @@ awake but has not switched for longer than ``threshold`` is *stalled*.  Then:
 2. the stalled LWP's unstarted threads move to LWPs that can run them (a
    started thread cannot move: its greenlet is bound to the stalled kernel
    thread);
-3. if fewer LWPs than configured can run while threads wait, a *compensating*
-   LWP is started (up to ``max_lwps`` in all), as Solaris added an LWP on
-   SIGWAITING and Java's ForkJoinPool compensates for a blocked worker;
-4. the stuck thread's name and stack are logged on the ``lwp.monitor`` logger,
-   at most once per stall and ``log_every`` seconds overall.
+3. at each later sample the monitor looks where the stalled kernel thread
+   is: if its frame, its instruction and its CPU time (the kernel's
+   per-thread clock) did not move, and the stall is two thresholds old, it is
+   blocked outside Python (in the kernel or in C that released the GIL, not
+   merely waiting its turn for the GIL), and if fewer LWPs
+   than configured can run while threads wait, a *compensating* LWP starts
+   (up to ``max_lwps`` in all), as Solaris added an LWP on SIGWAITING and
+   Java's ForkJoinPool compensates for a blocked worker.  A thread that is
+   running Python (a long computation) gets no compensation: under the GIL
+   another LWP would only compete with it for the interpreter; preemption is
+   the answer there;
+4. a stall that lasts longer than ``log_after`` (``$LWP_STALL_LOG_MS``,
+   default 500 ms) is logged on the ``lwp.monitor`` logger with the stuck
+   thread's name and stack, at most once per stall and every ``log_every``
+   seconds overall.
 
 When the LWP switches again, ``lwp_unblocked`` goes out.  Compensating LWPs
 retire once idle for ``retire_after`` seconds.
+
+The monitor also shares work: an LWP that has started no new thread between
+two samples while unstarted threads wait in its queue gets an idle LWP woken
+to steal half of them (``Scheduler.backlog_persists``).
 
 Cost: the hot path only bumps the LWP's switch counter, which it does anyway.
 The monitor polls every ``threshold / 2`` while some LWP is awake and backs off
@@ -36,21 +50,30 @@ log = logging.getLogger("lwp.monitor")
 IDLE_PERIOD = 0.010
 
 
+def default_log_after():
+    """``$LWP_STALL_LOG_MS`` milliseconds, default 500: stalls shorter are not logged."""
+    return float(os.environ.get("LWP_STALL_LOG_MS", "500")) / 1000.0
+
+
 def default_threshold():
     """``$LWP_STALL_MS`` milliseconds, default 5."""
     return float(os.environ.get("LWP_STALL_MS", "5")) / 1000.0
 
 
 class Monitor:
-    def __init__(self, sched, threshold, log_every=10.0):
+    def __init__(self, sched, threshold, log_after=None, log_every=10.0):
         if not threshold > 0:
             raise ValueError(f"stall threshold must be > 0 seconds, got {threshold!r}")
         self.sched = sched
         self.threshold = threshold
+        self.log_after = default_log_after() if log_after is None else log_after
         self.log_every = log_every
+        self._where = {}      # stalled lwp -> its last _position()
+        self._logged = set()  # stalled LWPs already logged for this stall
         self._last_log = -log_every
         self._stop = threading.Event()
-        self._seen = {}  # lwp -> (ticks, monotonic time they last changed)
+        self._seen = {}     # lwp -> (ticks, monotonic time they last changed)
+        self._backlog = {}  # lwp -> threads_run when a backlog was last seen, else None
         self._thread = threading.Thread(target=self._run, name=f"{sched.name}-monitor", daemon=True)
 
     def start(self):
@@ -69,10 +92,14 @@ class Monitor:
         """One sample of every LWP; returns True if any was awake."""
         awake = False
         for lwp in self.sched.lwps():
+            if lwp._newq and lwp.busy_since is not None and self._backlog.get(lwp) == lwp.threads_run:
+                self.sched.backlog_persists(lwp)
+            self._backlog[lwp] = lwp.threads_run if lwp._newq else None
             ticks = lwp.ticks
             last = self._seen.get(lwp)
             if last is None or last[0] != ticks or lwp.busy_since is None:
                 self._seen[lwp] = (ticks, now)
+                self._where.pop(lwp, None)
                 if lwp.stalled_since is not None:
                     stalled_for = now - lwp.stalled_since
                     lwp.stalled_since = None
@@ -83,13 +110,41 @@ class Monitor:
             stalled_for = now - max(last[1], lwp.busy_since)
             if lwp.stalled_since is None and stalled_for > self.threshold:
                 lwp.stalled_since = now - stalled_for
-                self._report(lwp, stalled_for)
+                self._where[lwp] = self._position(lwp)
                 self.sched.lwp_blocked(lwp, stalled_for)
             elif lwp.stalled_since is not None:
-                self.sched.lwp_still_blocked(lwp)
+                where, self._where[lwp] = self._where.get(lwp), self._position(lwp)
+                blocked = (where == self._where[lwp] and where is not None
+                           and stalled_for >= 2 * self.threshold)
+                self.sched.lwp_still_blocked(lwp, running_python=not blocked)
+                if stalled_for > self.log_after and lwp not in self._logged:
+                    self._logged.add(lwp)
+                    self._report(lwp, stalled_for)
+            if lwp.stalled_since is None:
+                self._logged.discard(lwp)
         for lwp in [x for x in self._seen if x.ident is not None and not x._thread.is_alive()]:
-            del self._seen[lwp]
+            for table in (self._seen, self._backlog, self._where):
+                table.pop(lwp, None)
+            self._logged.discard(lwp)
         return awake
+
+    @staticmethod
+    def _position(lwp):
+        """Where the LWP's kernel thread is and how much CPU it has used.
+
+        Running Python moves the frame's instruction and uses CPU.  Waiting for
+        the GIL uses CPU too, in bursts: the holder must hand it over every
+        ``sys.getswitchinterval()``.  Only a thread blocked in the kernel or in
+        C code keeps both still from one sample to the next.
+        """
+        frame = sys._current_frames().get(lwp.ident)
+        if frame is None:
+            return None
+        try:
+            cpu = time.clock_gettime(time.pthread_getcpuclockid(lwp.ident))
+        except (OSError, AttributeError):  # no per-thread CPU clock here
+            cpu = None
+        return id(frame), frame.f_lasti, cpu
 
     def _report(self, lwp, stalled_for):
         now = time.monotonic()
