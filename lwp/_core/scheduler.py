@@ -177,12 +177,13 @@ class Scheduler:
         self._all_stopped = threading.Event()
         self._running_lwps = 0
         self.activations = Activations(self)
-        for _ in range(n):
-            self._add_lwp("pooled")
         self.monitor = None
-        if monitor:
+        if monitor:  # made (and its options checked) before any kernel thread starts
             self.monitor = Monitor(self, default_threshold() if stall_threshold is None
                                    else stall_threshold)
+        for _ in range(n):
+            self._add_lwp("pooled")
+        if self.monitor is not None:
             self.monitor.start()
 
     def _add_lwp(self, kind):

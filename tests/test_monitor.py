@@ -1,0 +1,88 @@
+"""The monitor: stalls detected, work moved, compensation only where it helps."""
+
+import ctypes
+import logging
+import time
+
+import pytest
+
+import lwp
+
+pytestmark = pytest.mark.fault
+
+
+def _events(kinds):
+    seen = []
+    return seen, lwp.upcalls.subscribe(lambda e, **info: seen.append((e, info.get("kind"))),
+                                       events=kinds)
+
+
+def test_python_hog_moves_new_threads_but_gets_no_compensation():
+    seen, unsubscribe = _events(("lwp_blocked", "lwp_added"))
+
+    def main():
+        queued = [lwp.spawn(lambda: lwp._core.park.current_lwp().index) for _ in range(4)]
+        end = time.monotonic() + 0.2
+        x = 0
+        while time.monotonic() < end:  # 200 ms of Python, no scheduling point
+            x += 1
+        return [t.join(5) for t in queued], len(lwp.stats())
+
+    try:
+        where, nlwps = lwp.run(main, lwps=2)
+    finally:
+        unsubscribe()
+    assert ("lwp_blocked", None) in seen
+    assert ("lwp_added", "compensating") not in seen and nlwps == 2
+    assert set(where) == {1}  # moved off the hogging LWP 0 and run meanwhile
+
+
+def test_blocked_c_call_gets_compensation():
+    libc = ctypes.CDLL(None)
+    seen, unsubscribe = _events(("lwp_added",))
+
+    def main():
+        stuck = [lwp.spawn(libc.usleep, 100_000) for _ in range(2)]
+        for t in stuck:
+            t.join(5)
+
+    try:
+        lwp.run(main, lwps=1)
+    finally:
+        unsubscribe()
+    assert ("lwp_added", "compensating") in seen
+
+
+def test_short_spawn_burst_stays_local():
+    def main():
+        for _ in range(20):
+            threads = [lwp.spawn(lambda: None) for _ in range(10)]
+            for t in threads:
+                t.join(5)
+        return lwp.stats()
+
+    stats = lwp.run(main, lwps=2)
+    assert stats[0]["threads_run"] == 201 and stats[1]["steals"] == 0
+
+
+def test_long_stall_is_logged_once_with_stack(caplog, monkeypatch):
+    monkeypatch.setenv("LWP_STALL_LOG_MS", "50")
+    libc = ctypes.CDLL(None)
+
+    def main():
+        lwp.spawn(libc.usleep, 200_000, name="sleepy").join(5)
+
+    with caplog.at_level(logging.WARNING, logger="lwp.monitor"):
+        lwp.run(main, lwps=1)
+    records = [r for r in caplog.records if r.name == "lwp.monitor"]
+    assert len(records) == 1
+    assert "sleepy" in records[0].getMessage() and "File" in records[0].getMessage()
+
+
+def test_bad_thresholds_rejected():
+    with pytest.raises(ValueError):
+        lwp.run(lambda: None, stall_threshold=0)
+    with pytest.raises(ValueError):
+        lwp.run(lambda: None, retire_after=-1)
+    with pytest.raises(ValueError):
+        lwp.run(lambda: None, lwps=4, max_lwps=2)
