@@ -149,23 +149,28 @@ class LWP:
         return timer
 
     def park_current(self):
-        """Give up the CPU: run the next runnable thread, or the hub (see park.py).
+        """Give up the CPU to the next thread, directly if it can (see park.py).
 
-        When the hub would have nothing to do but resume the head of the run
-        queue, switch to that thread directly: one greenlet switch instead of
-        two, and no pass through the loop.
+        When the hub would do nothing but resume the head of the run queue, or
+        start the next new thread, the switch goes straight there: one greenlet
+        switch instead of two, and no pass through the loop.  Returns what the
+        switch back brings: a new thread, for a spare worker greenlet.
         """
-        runq = self._runq
-        if (runq and not self._newq and not self._inbox and not self._calls
-                and self.ticks % _FAIRNESS_TICKS and self.sched._rng is None
-                and not (self._timers and self._timers[0].when <= time.monotonic())):
-            t = runq.popleft()
-            self.ticks += 1
-            self.current = t
-            t._state = RUNNING  # benign unlocked write: wakers only act on PARKED
-            t._glet.switch()
-        else:
-            self.hub.switch()
+        if not (self._inbox or self._calls or self.ticks % _FAIRNESS_TICKS == 0
+                or self.sched._rng is not None
+                or (self._timers and self._timers[0].when <= time.monotonic())):
+            runq = self._runq
+            if runq and not self._newq:
+                t = runq.popleft()
+                self.ticks += 1
+                self.current = t
+                t._state = RUNNING  # benign unlocked write: wakers only act on PARKED
+                return t._glet.switch()
+            if self._newq and not runq:
+                started = self._take_new()
+                if started is not None:
+                    return started[0].switch(started[1])
+        return self.hub.switch()
 
     def wait_fd(self, fd, write, timeout):
         return self._poller.wait(fd, write, timeout)
@@ -232,15 +237,27 @@ class LWP:
         self.current = None
 
     def _start_next(self):
+        started = self._take_new()
+        if started is not None:
+            started[0].switch(started[1])
+            self.current = None
+
+    def _take_new(self):
+        """Pop the next new thread and give it a greenlet: (greenlet, thread) or None.
+
+        The caller switches to the greenlet, passing the thread.  A recycled
+        greenlet keeps the stack it parked with and gets a fresh, empty
+        ``contextvars`` context, as a new thread would.
+        """
         with self._lock:
             if not self._newq:
-                return
+                return None
             t = self._newq.popleft()
             t._state = RUNNING
         if self._spare:
             g = self._spare.pop()
             if g.gr_context is not None:
-                g.gr_context = None  # a fresh, empty contextvars context, as for a new thread
+                g.gr_context = None
         else:
             g = greenlet.greenlet(self._worker, self.hub)
         t._glet = g
@@ -248,8 +265,7 @@ class LWP:
         self.threads_run += 1
         self.ticks += 1
         self.current = t
-        g.switch(t)
-        self.current = None
+        return g, t
 
     def _worker(self, t):
         """Body of a worker greenlet: run threads one after another, recycled."""
@@ -261,7 +277,7 @@ class LWP:
             if len(self._spare) >= _SPARE_GREENLETS:
                 return
             self._spare.append(greenlet.getcurrent())
-            t = self.hub.switch()
+            t = self.park_current()
 
     def _drain_inbox(self):
         with self._lock:
