@@ -88,3 +88,34 @@ def test_checkpoint_lets_others_run():
 
     assert lwp.run(main, lwps=1) == ["other", "me"]
     lwp.checkpoint()  # in a plain thread: just returns
+
+
+def test_cross_lwp_wakeups_racing_with_park():
+    """A wake-up landing between the park decision and the switch is not resumed twice."""
+    import sys
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # GIL hand-offs everywhere: widen every race window
+    try:
+        def main():
+            a, b = lwp.Event(), lwp.Event()
+            rounds = 20_000
+
+            def pong():
+                for _ in range(rounds):
+                    a.wait(5)
+                    a.clear()
+                    b.set()
+
+            # bound=True puts pong on its own LWP: every wake-up crosses kernel threads
+            t = lwp.spawn(pong, bound=True)
+            for _ in range(rounds):
+                a.set()
+                assert b.wait(5)
+                b.clear()
+            t.join(10)
+            return rounds
+
+        assert lwp.run(main, lwps=1) == 20_000
+    finally:
+        sys.setswitchinterval(old)

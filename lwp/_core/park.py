@@ -82,15 +82,18 @@ class GreenWaiter:
         t = self.thread
         lwp = t._lwp
         timer = None if timeout is None else lwp.call_later(timeout, self.wake, TIMED_OUT)
+        parking = False
         with lwp._lock:
             if t._wake is None:
                 exc = t._pending_exc
                 if exc is None:
-                    t._state = PARKED
+                    t._state = parking = PARKED
                 else:
                     t._pending_exc = None
                     t._wake = (None, exc)
-        if t._state is PARKED:
+        # Decided under the lock: once PARKED is published a waker may queue the
+        # thread at once, so it must park even if it is already runnable again.
+        if parking:
             lwp.park_current()
         with lwp._lock:
             value, exc = t._wake
