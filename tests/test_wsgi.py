@@ -1,0 +1,477 @@
+"""lwp.wsgi: HTTP/1.1 behaviour and the safety defaults, one test per bad-input shape.
+
+Each test talks raw bytes to a WSGIServer on 127.0.0.1 (ephemeral port) from
+the test's OS thread, checks the answer, and checks that the server still
+serves the next client.  The autouse leak check (conftest) checks fds.
+"""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lwp.wsgi import WSGIServer
+
+T = 5.0
+
+
+def app(env, start_response):
+    path = env["PATH_INFO"]
+    if path == "/echo":
+        data = env["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [data]
+    if path == "/lines":
+        lines = list(env["wsgi.input"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(len(lines)).encode()]
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (b"part%d;" % i for i in range(5))
+    if path == "/big":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (b"x" * 65536 for _ in range(64))
+    if path == "/env":
+        keys = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL", "HTTP_X_A",
+                "HTTP_X_B", "CONTENT_LENGTH", "HTTP_X_UNDER_SCORE", "HTTP_HOST")
+        body = json.dumps({k: env.get(k) for k in keys}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+    if path == "/error":
+        raise RuntimeError("application failure (expected by the test)")
+    if path == "/inject":
+        start_response("200 OK", [("X-Bad", "a\r\nSet-Cookie: evil=1")])
+        return [b"no"]
+    if path == "/nocontent":
+        start_response("204 No Content", [])
+        return []
+    body = b"hello"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [body]
+
+
+@pytest.fixture
+def server():
+    srv = WSGIServer(("127.0.0.1", 0), app, max_body=100_000, header_timeout=0.5,
+                     keepalive_timeout=0.5, io_timeout=1.0, max_connections=50)
+    srv.start()
+    yield srv
+    srv.stop(T)
+
+
+def connect(srv):
+    return socket.create_connection(srv.address[:2], timeout=T)
+
+
+class Reader:
+    """Reads HTTP responses off a client socket."""
+
+    def __init__(self, sock):
+        self.f = sock.makefile("rb")
+
+    def response(self):
+        line = self.f.readline()
+        if not line:
+            return None
+        status = int(line.split()[1])
+        headers = {}
+        while True:
+            h = self.f.readline()
+            assert h, "connection closed inside the head"
+            if h == b"\r\n":
+                break
+            name, _, value = h.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if status == 100:
+            return status, headers, b""
+        if "content-length" in headers:
+            body = self.f.read(int(headers["content-length"]))
+        elif headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                size = int(self.f.readline().split(b";")[0], 16)
+                chunk = self.f.read(size + 2)
+                if size == 0:
+                    break
+                body += chunk[:-2]
+        elif status in (204, 304):
+            body = b""
+        else:
+            body = self.f.read()
+        return status, headers, body
+
+    def closed(self):
+        try:
+            return self.f.read(1) == b""
+        except ConnectionResetError:
+            return True
+
+
+def exchange(srv, raw, expect_close=True):
+    """Send ``raw`` on a fresh connection; return (status, headers, body) and whether it closed."""
+    with connect(srv) as c:
+        c.sendall(raw)
+        r = Reader(c)
+        resp = r.response()
+        closed = r.closed() if expect_close else None
+        r.f.close()
+    return resp, closed
+
+
+def still_serving(srv):
+    (status, _, body), _ = exchange(srv, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert (status, body) == (200, b"hello")
+    return True
+
+
+# -- the basics ------------------------------------------------------------------------------
+
+def test_hello_and_keep_alive(server):
+    with connect(server) as c:
+        r = Reader(c)
+        for _ in range(3):
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, headers, body = r.response()
+            assert (status, body) == (200, b"hello")
+            assert "connection" not in headers
+        r.f.close()
+    assert server.stats()["accepted"] == 1
+
+
+def test_pipelining_in_order(server):
+    reqs = b"".join(b"GET /env?i=%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(5))
+    with connect(server) as c:
+        c.sendall(reqs)
+        r = Reader(c)
+        got = [json.loads(r.response()[2])["QUERY_STRING"] for _ in range(5)]
+        r.f.close()
+    assert got == ["i=%d" % i for i in range(5)]
+
+
+def test_chunked_request_and_response(server):
+    body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    (status, _, data), _ = exchange(
+        server, b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n" + body)
+    assert (status, data) == (200, b"hello world")
+    (status, headers, data), _ = exchange(server, b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert headers["transfer-encoding"] == "chunked"
+    assert data == b"part0;part1;part2;part3;part4;"
+
+
+def test_http10_gets_close_delimited_stream(server):
+    (status, headers, data), closed = exchange(server, b"GET /stream HTTP/1.0\r\n\r\n")
+    assert status == 200 and data == b"part0;part1;part2;part3;part4;" and closed
+    assert "transfer-encoding" not in headers
+
+
+def test_expect_100_continue(server):
+    with connect(server) as c:
+        c.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        r = Reader(c)
+        assert r.response()[0] == 100
+        c.sendall(b"data")
+        status, _, body = r.response()
+        assert (status, body) == (200, b"data")
+        r.f.close()
+
+
+def test_expect_100_continue_body_too_large_refused_first(server):
+    (status, _, _), closed = exchange(
+        server, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\nExpect: 100-continue\r\n\r\n")
+    assert status == 413 and closed
+
+
+def test_head_and_204(server):
+    (status, headers, body), _ = exchange(server, b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert status == 200 and headers["content-length"] == "5" and body == b""
+    (status, _, body), _ = exchange(server, b"GET /nocontent HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert status == 204 and body == b""
+
+
+def test_environ(server):
+    (status, _, body), _ = exchange(
+        server, b"GET /env?q=1 HTTP/1.1\r\nHost: example\r\nX-A: one\r\nX-A: two\r\n"
+        b"X_Under_Score: sneaky\r\nConnection: close\r\n\r\n")
+    env = json.loads(body)
+    assert env["QUERY_STRING"] == "q=1" and env["HTTP_X_A"] == "one, two"
+    assert env["HTTP_X_UNDER_SCORE"] is None  # underscore names are dropped
+    assert env["HTTP_HOST"] == "example" and env["SERVER_PROTOCOL"] == "HTTP/1.1"
+
+
+def test_readline_iteration_of_input(server):
+    body = b"a\nb\nc\n"
+    (status, _, data), _ = exchange(server, b"POST /lines HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n"
+                                    b"Connection: close\r\n\r\n" + body)
+    assert (status, data) == (200, b"3")
+
+
+def test_unread_body_is_discarded_and_connection_kept(server):
+    with connect(server) as c:
+        c.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789"
+                  b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = Reader(c)
+        assert r.response()[0] == 200
+        assert r.response()[2] == b"hello"
+        r.f.close()
+
+
+def test_access_log(tmp_path):
+    path = tmp_path / "access.log"
+    with open(path, "w") as log:
+        srv = WSGIServer(("127.0.0.1", 0), app, access_log=log).start()
+        try:
+            exchange(srv, b"GET /env?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        finally:
+            srv.stop(T)
+    line = path.read_text().strip()
+    assert '"GET /env?x=1 HTTP/1.1" 200' in line and line.startswith("127.0.0.1")
+
+
+# -- bad input: each answered as stated, then the next client is served --------------------
+
+BAD = {
+    "cl_and_te": (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    "duplicate_cl": (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400),
+    "conflicting_cl": (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
+    "bad_chunk_size": (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400),
+    "negative_chunk_size": (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n", 400),
+    "overflowing_chunk_size": (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"fffffffffffffffffff\r\nhello\r\n0\r\n\r\n", 400),
+    "te_not_chunked_last": (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\nhello", 400),
+    "obs_fold": (b"GET / HTTP/1.1\r\nHost: t\r\nX-A: b\r\n c\r\n\r\n", 400),
+    "space_before_colon": (b"GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400),
+    "garbage": (b"\x00\x01\x02\xff garbage \r\n\r\n", 400),
+    "non_ascii_header_name": ("GET / HTTP/1.1\r\nHost: t\r\nX-\u00e9: v\r\n\r\n".encode(), 400),
+    "bad_version": (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+    "request_line_too_long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+    "header_field_too_large": (b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+    "too_many_headers": (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(120)) + b"\r\n", 431),
+    "header_block_too_large": (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 1000)
+                                                                  for i in range(90)) + b"\r\n", 431),
+    "body_too_large": (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100001\r\n\r\n" + b"x" * 1000, 413),
+    "chunked_body_too_large": (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               + b"10000\r\n" + b"x" * 65536 + b"\r\n" + b"10000\r\n" + b"x" * 65536
+                               + b"\r\n0\r\n\r\n", 413),
+    "unknown_expectation": (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nExpect: magic\r\n\r\nx", 417),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(BAD))
+def test_bad_input(server, shape):
+    raw, expected = BAD[shape]
+    (status, headers, _), closed = exchange(server, raw)
+    assert status == expected
+    assert headers["connection"] == "close" and closed
+    assert still_serving(server)
+
+
+def test_bad_request_after_good_ones_in_a_pipeline(server):
+    with connect(server) as c:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\nBAD\x00\r\n\r\n")
+        r = Reader(c)
+        assert [r.response()[0] for _ in range(3)] == [200, 200, 400]
+        assert r.closed()
+        r.f.close()
+    assert still_serving(server)
+
+
+def test_non_ascii_header_value_is_latin1(server):
+    (status, _, body), _ = exchange(
+        server, "GET /env HTTP/1.1\r\nHost: t\r\nX-B: caf\u00e9\r\nConnection: close\r\n\r\n".encode())
+    assert status == 200
+    assert json.loads(body)["HTTP_X_B"] == "caf\u00e9".encode().decode("latin-1")
+
+
+def test_slowloris_gets_408(server):
+    with connect(server) as c:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        for _ in range(3):
+            time.sleep(0.1)
+            try:
+                c.sendall(b"X-Slow: 1\r\n")  # trickles, never finishes the head
+            except OSError:
+                break
+        r = Reader(c)
+        status, headers, _ = r.response()
+        assert status == 408 and headers["connection"] == "close"
+        assert r.closed()
+        r.f.close()
+    assert still_serving(server)
+
+
+def test_idle_keep_alive_is_closed(server):
+    with connect(server) as c:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = Reader(c)
+        assert r.response()[0] == 200
+        assert r.closed()  # after keepalive_timeout (0.5 s) with no request
+        r.f.close()
+
+
+def test_truncated_body(server):
+    with connect(server) as c:
+        c.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly ten!!")
+        c.shutdown(socket.SHUT_WR)
+        r = Reader(c)
+        status, _, _ = r.response()
+        assert status == 400
+        r.f.close()
+    assert still_serving(server)
+
+
+def test_truncated_body_client_silent(server):
+    with connect(server) as c:
+        c.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly ten!!")
+        c.settimeout(T)
+        assert Reader(c).closed()  # io_timeout (1 s): closed without an answer
+    assert still_serving(server)
+
+
+def test_client_disconnects_mid_response(server):
+    c = connect(server)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+    c.recv(1000)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    c.close()  # reset while the server is still writing 4 MiB
+    assert still_serving(server)
+    deadline = time.monotonic() + T
+    while server.stats()["busy"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.stats()["busy"] == 0
+
+
+def test_application_error_is_500(server):
+    (status, headers, _), closed = exchange(server, b"GET /error HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status == 500 and closed
+    assert still_serving(server)
+
+
+def test_header_injection_is_500(server):
+    (status, headers, _), closed = exchange(server, b"GET /inject HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status == 500 and "set-cookie" not in headers
+    assert still_serving(server)
+
+
+def test_over_connection_cap_gets_503():
+    srv = WSGIServer(("127.0.0.1", 0), app, max_connections=2, keepalive_timeout=5).start()
+    try:
+        held = [connect(srv) for _ in range(2)]
+        for c in held:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert Reader(c).response()[0] == 200
+        (status, headers, _), closed = exchange(srv, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert status == 503 and headers["retry-after"] == "1" and closed
+        for c in held:
+            c.close()
+        deadline = time.monotonic() + T
+        while srv.stats()["busy"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert still_serving(srv)
+    finally:
+        srv.stop(T)
+
+
+def test_stop_closes_idle_keep_alive_connections():
+    srv = WSGIServer(("127.0.0.1", 0), app, keepalive_timeout=30).start()
+    c = connect(srv)
+    c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    r = Reader(c)
+    assert r.response()[0] == 200
+    t0 = time.monotonic()
+    assert srv.stop(T) == 0  # the idle connection was closed, not cancelled after T
+    assert time.monotonic() - t0 < T
+    assert r.closed()
+    r.f.close()
+    c.close()
+
+
+@pytest.mark.stress
+def test_thousand_keep_alive_connections():
+    import os
+
+    n = 1000
+    srv = WSGIServer(("127.0.0.1", 0), app, max_connections=1100, keepalive_timeout=60,
+                     backlog=2048).start()
+    still_serving(srv)  # the scheduler and its LWPs are up: their fds belong to the baseline
+    fds_before = len(os.listdir("/proc/self/fd"))
+    conns = []
+    readers = []
+    errors = 0
+    try:
+        for _ in range(n):
+            conns.append(connect(srv))
+        for rnd in range(2):
+            for c in conns:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            readers = [Reader(c) for c in conns] if rnd == 0 else readers
+            for r in readers:
+                resp = r.response()
+                if resp is None or resp[0] != 200 or resp[2] != b"hello":
+                    errors += 1
+        assert srv.stats()["busy"] == n
+    finally:
+        for r in readers:
+            r.f.close()
+        for c in conns:
+            c.close()
+        deadline = time.monotonic() + 2 * T
+        while (srv.stats()["busy"] or len(os.listdir("/proc/self/fd")) > fds_before) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fds_after = len(os.listdir("/proc/self/fd"))
+        srv.stop(T)
+    assert errors == 0
+    assert fds_after == fds_before
+
+
+def test_flask_app_runs_unchanged():
+    flask = pytest.importorskip("flask")
+    fapp = flask.Flask("t")
+
+    @fapp.route("/hi/<name>")
+    def hi(name):
+        return {"hi": name, "q": flask.request.args.get("q")}
+
+    @fapp.post("/upload")
+    def upload():
+        return {"n": len(flask.request.get_data())}
+
+    srv = WSGIServer(("127.0.0.1", 0), fapp).start()
+    try:
+        (status, _, body), _ = exchange(srv, b"GET /hi/bob?q=2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert status == 200 and json.loads(body) == {"hi": "bob", "q": "2"}
+        (status, _, body), _ = exchange(srv, b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                                        b"Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        assert status == 200 and json.loads(body) == {"n": 3}
+        (status, _, _), _ = exchange(srv, b"GET /missing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert status == 404
+    finally:
+        srv.stop(T)
+
+
+def test_command_line(tmp_path):
+    (tmp_path / "cliapp.py").write_text(
+        "def app(env, sr):\n    sr('200 OK', [('Content-Length', '2')])\n    return [b'ok']\n")
+    proc = subprocess.Popen([sys.executable, "-m", "lwp.wsgi", "cliapp:app", "--port", "0",
+                             "--lwps", "1", "--access-log", "-"], cwd=tmp_path,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        assert "serving cliapp:app on http://127.0.0.1:" in line
+        port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=T) as c:
+            c.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            r = Reader(c)
+            assert r.response()[2] == b"ok"
+            r.f.close()
+        assert '"GET /x HTTP/1.1" 200 2' in proc.stderr.readline()
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=T)[1]
+    assert proc.returncode == 0 and "stopped" in out
