@@ -1,0 +1,143 @@
+"""The bundled examples, run as people run them, against local servers only.
+
+Each example runs in a subprocess (``python examples/NAME.py ...``); servers
+print the address they bound (port 0) and are stopped with SIGTERM.  Checks are
+on what they print and serve, never on timings.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
+T = 60
+
+
+def example(name):
+    return os.path.join(EXAMPLES, name)
+
+
+def start_server(*args):
+    proc = subprocess.Popen([sys.executable, example("dispatcher_server.py"), "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    line = proc.stdout.readline()
+    m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    if not m:
+        proc.kill()
+        out, err = proc.communicate(timeout=T)
+        raise AssertionError(f"server did not start: {line!r} {out!r} {err!r}")
+    return proc, int(m.group(1)), line
+
+
+def stop_server(proc):
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=T)
+    assert proc.returncode == 0, err
+    return out
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=T) as r:
+        return r.read()
+
+
+def run_example(*args):
+    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=T, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.mark.parametrize("name", ["web_client.py", "dispatcher_server.py", "throughput_model.py",
+                                  "rpc_fanout.py"])
+def test_help_and_docstring(name):
+    path = example(name)
+    if not os.path.exists(path):
+        pytest.skip(f"{name} not written yet")
+    out = run_example(path, "--help")
+    assert "usage:" in out
+    with open(path) as f:
+        src = f.read()
+    assert src.startswith('"""') and "127.0.0.1" in src
+
+
+def test_dispatcher_server_serves_the_demo_site():
+    proc, port, line = start_server("--workers", "4", "--demo-site", "9", "--cache")
+    try:
+        base = f"http://127.0.0.1:{port}/"
+        page = get(base).decode()
+        refs = re.findall(r'(?:src|href)="([^"]+)"', page)
+        assert len(refs) == 9
+        for ref in refs + refs:  # the second round comes from the cache
+            assert len(get(base + ref.lstrip("/"))) >= 4096
+        with pytest.raises(urllib.error.HTTPError) as e:
+            get(base + "../../etc/passwd")
+        assert e.value.code == 404
+        e.value.close()
+        # keep-alive with two pipelined requests on one connection
+        with socket.create_connection(("127.0.0.1", port), timeout=T) as c:
+            c.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\nGET /index.html HTTP/1.1\r\n"
+                      b"Host: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        assert data.count(b"HTTP/1.1 200 OK") == 2
+    finally:
+        out = stop_server(proc)
+    m = re.search(r"stats: (\d+) requests, (\d+) bytes.*cache hits (\d+), misses (\d+); not found (\d+)", out)
+    assert m, out
+    requests, nbytes, hits, misses, notfound = map(int, m.groups())
+    assert requests == 1 + 18 + 1 + 2 and notfound == 1
+    assert hits >= 9 and misses == 10  # index + 9 resources read once, then cached
+    assert "requests per worker" in out
+
+
+def test_web_client_against_dispatcher_server():
+    proc, port, _ = start_server("--workers", "6", "--demo-site", "15", "--latency-ms", "5")
+    try:
+        out = run_example(example("web_client.py"), f"http://127.0.0.1:{port}/",
+                          "--concurrency", "5")
+    finally:
+        server_out = stop_server(proc)
+    assert "15 embedded resources" in out
+    progress = re.findall(r"\[\s*(\d+)/15\]\s+(\d+) B", out)
+    assert sorted(int(i) for i, _ in progress) == list(range(1, 16))
+    m = re.search(r"concurrent: 15 resources, (\d+) bytes", out)
+    s = re.search(r"sequential: 15 resources, (\d+) bytes", out)
+    assert m and s and m.group(1) == s.group(1) == str(sum(int(b) for _, b in progress))
+    assert re.search(r"summary: \d+ bytes; concurrent [\d.]+ s, sequential [\d.]+ s, speed-up [\d.]+x", out)
+    # page + 15 concurrent + 15 sequential
+    assert re.search(r"stats: 31 requests", server_out), server_out
+
+
+def test_throughput_model():
+    path = example("throughput_model.py")
+    if not os.path.exists(path):
+        pytest.skip("throughput_model.py not written yet")
+    out = run_example(path, "--cpu-ms", "2", "--disk-ms", "4", "--threads", "1,4",
+                      "--requests", "30", "--no-plot")
+    assert re.search(r"threads\s+measured", out)
+    rows = re.findall(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)", out, re.M)
+    assert [r[0] for r in rows] == ["1", "4"]
+    model = {int(k): float(m) for k, _, m in rows}
+    assert model[1] == pytest.approx(1000 / 6, rel=0.01)   # 1 / (X + Y)
+    assert model[4] == pytest.approx(1000 / 4, rel=0.01)   # the slowest resource: the disk
+
+
+def test_rpc_fanout():
+    path = example("rpc_fanout.py")
+    if not os.path.exists(path):
+        pytest.skip("rpc_fanout.py not written yet")
+    out = run_example(path, "--servers", "4", "--delay-ms", "50")
+    assert re.search(r"sequential: 4 calls", out) and re.search(r"concurrent: 4 calls", out)
+    assert re.search(r"speed-up [\d.]+x", out)
+    assert "results agree" in out
