@@ -1,0 +1,351 @@
+"""Make the documentation's tables and plots from measured results.
+
+Inputs (all committed, all made by a command on a named machine):
+
+* ``docs/bench-results.json``: ``python -m lwp.bench --rounds 3 --json docs/bench-results.json``
+* ``docs/figures/processes.json``: ``python docs/figures/measure_processes.py``
+* ``docs/figures/demo.json``: ``python docs/figures/measure_demo.py``
+* ``docs/figures/throughput.json``: ``python docs/figures/measure_throughput.py``
+
+Outputs, in ``docs/figures/`` (or ``--out``):
+
+* ``*.rst``: tables, pulled into pages with ``.. include::``;
+* ``*.png``: plots, made only when matplotlib is installed (the PNGs are
+  committed, so building the docs never needs matplotlib).
+
+Every table and plot names the machine and the date of its measurement.
+
+    python docs/figures/make_figures.py                  # tables and plots
+    python docs/figures/make_figures.py --tables-only    # what tests/test_docs.py checks
+"""
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DOCS = HERE.parent
+BENCH = DOCS / "bench-results.json"
+PROCESSES = HERE / "processes.json"
+DEMO = HERE / "demo.json"
+THROUGHPUT = HERE / "throughput.json"
+DEVICES = ("parallel", "single", "single-yield")
+
+
+def fmt(value):
+    """About three significant digits, as the benchmark's own table prints them."""
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def fmt_ratio(ratio):
+    if ratio is None:
+        return "-"
+    return f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
+
+
+def spread(samples, median):
+    if median in (None, 0) or len(samples) < 2:
+        return "-"
+    return f"{(max(samples) - min(samples)) / median:.0%}"
+
+
+def lwp_count(result):
+    """How many LWPs an lwp row ran on (the most seen at the end of a run)."""
+    stats = result.get("lwp_stats") or []
+    counts = [len(run) for run in stats if run]
+    return max(counts) if counts else None
+
+
+def day(date):
+    return date[:10]
+
+
+def bench_origin(bench):
+    m = bench["machine"]
+    return (f"{m['hostname']} ({m['cpu']}, {m['nproc']} cores, {m['python']}), "
+            f"{day(m['date'])}")
+
+
+def list_table(header, rows, widths=None):
+    """An RST list-table (robust to commas and markup in cells); no header if ``header`` is None."""
+    lines = [".. list-table::", f"   :header-rows: {0 if header is None else 1}"]
+    if widths:
+        lines.append(f"   :widths: {' '.join(str(w) for w in widths)}")
+    lines.append("")
+    for row in ([] if header is None else [header]) + rows:
+        first = True
+        for cell in row:
+            lines.append(f"   {'* -' if first else '  -'} {cell}")
+            first = False
+    return "\n".join(lines) + "\n"
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+
+def machine_table(bench):
+    m, s = bench["machine"], bench["settings"]
+    libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items())
+    rows = [
+        ["host", f"{m['hostname']}: {m['cpu']}, {m['nproc']} cores (a shared virtual machine)"],
+        ["system", m["platform"]],
+        ["Python", m["python"]],
+        ["libraries", libs],
+        ["lwp commit", f"``{m['lwp_commit'][:12]}``" if m.get("lwp_commit") else "unknown"],
+        ["date", m["date"]],
+        ["load average", f"{m['loadavg']} at start, {m.get('loadavg_end', '?')} at end "
+                         f"(1, 5, 15 minutes)"],
+        ["command", "``python -m lwp.bench " + " ".join(s.get("argv", [])) + "``"],
+        ["rounds", f"{s['rounds']} per case; each number is the median over rounds"],
+    ]
+    return list_table(None, rows, widths=[18, 82])
+
+
+def case_table(bench, name):
+    case = bench["cases"][name]
+    tail = case.get("p99") is not None
+    header = ["library", f"median ({case['unit']})"] + (["p99"] if tail else []) + [
+        "spread", "runs", f"vs {case['baseline']}"]
+    rows, notes = [], []
+    for label, r in case["results"].items():
+        if r["status"] != "ok":
+            reason = r["status"] if r["status"] != "error" else f"error: {r['error']}"
+            rows.append([label, reason] + [""] * (len(header) - 2))
+            continue
+        ratio = r.get(f"ratio_vs_{case['baseline']}")
+        cells = [label, fmt(r["median"])] + ([fmt(r["p99"])] if tail else [])
+        cells += [spread(r["samples"], r["median"]), str(len(r["samples"])), fmt_ratio(ratio)]
+        rows.append(cells)
+        count = lwp_count(r)
+        ran_on = f"ran on {count} LWP{'s' if count != 1 else ''}" if count else ""
+        note = "; ".join(x for x in (r.get("note"), ran_on) if x)
+        if note:
+            notes.append(f"* **{label}**: {note}")
+        notes += [f"* **{label}** (warning): {w}" for w in r.get("warnings", [])]
+    params = ", ".join(f"{k}={v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k}={v}"
+                       for k, v in case["params"].items())
+    text = (f"*{case['description']}*; {params}; {case['unit']}, **{case['better']} is better**.\n\n"
+            + list_table(header, rows) + "\n")
+    if notes:
+        text += "\n".join(notes) + "\n\n"
+    text += f"Measured on {bench_origin(bench)}.\n"
+    return text
+
+
+def costs_table(bench, procs):
+    """Processes vs kernel threads vs green threads: spawn, hand-off, memory."""
+    c = bench["cases"]
+
+    def b(case, label):
+        r = c.get(case, {}).get("results", {}).get(label)
+        return fmt(r["median"]) if r and r["status"] == "ok" else "-"
+
+    def p(case):
+        r = procs["cases"].get(case)
+        return fmt(r["median"]) if r else "-"
+
+    bm, pm = bench["machine"], procs["machine"]
+    rows = [
+        ["**spawn** and wait", "process: ``fork()``, child exits, ``waitpid()``", p("fork_wait"), "[P]"],
+        ["", "process: ``posix_spawn(/bin/true)``, ``waitpid()``", p("spawn_wait"), "[P]"],
+        ["", "kernel thread: ``threading.Thread(...).start()``, ``join()``",
+         b("spawn_join", "threading"), "[B] spawn_join"],
+        ["", "green thread: ``lwp.spawn(f).join()``, 1 LWP",
+         b("spawn_join", "lwp lwps=1"), "[B] spawn_join"],
+        ["**hand-off** (one way)", "two processes, one byte over pipes", p("pipe_pingpong"), "[P]"],
+        ["", "two kernel threads, one byte over pipes", p("thread_pipe_pingpong"), "[P]"],
+        ["", "two kernel threads, ``threading.Event``", b("event_handoff", "threading"),
+         "[B] event_handoff"],
+        ["", "two green threads, ``lwp.Event``, 1 LWP", b("event_handoff", "lwp"),
+         "[B] event_handoff"],
+        ["", "bare greenlet switch (the floor)", b("event_handoff", "greenlet switch"),
+         "[B] event_handoff"],
+    ]
+    mem = [
+        ["**memory** per parked thread", "kernel thread", b("parked_memory", "threading"),
+         "[B] parked_memory"],
+        ["", "green thread (lwp)", b("parked_memory", "lwp"), "[B] parked_memory"],
+    ]
+    text = list_table(["operation", "how", "µs", "source"], rows, widths=[18, 52, 10, 20])
+    text += "\n" + list_table(["", "what", "bytes of RSS", "source"], mem, widths=[18, 52, 10, 20])
+    text += (f"\n[B] ``python -m lwp.bench`` (see :doc:`/performance`), on {bench_origin(bench)}, "
+             f"load average {bm['loadavg']}.  "
+             f"[P] ``python docs/figures/measure_processes.py``, median of {procs['rounds']} rounds, "
+             f"on {pm['host']} ({pm['cpu']}, {pm['cpu_count']} cores, Python {pm['python']}), "
+             f"{day(pm['date'])}, load average {' '.join(f'{x:.2f}' for x in pm['loadavg'])}.\n")
+    return text
+
+
+def demo_table(demo):
+    m = demo["machine"]
+    rows = []
+    for n, runs in demo["runs"].items():
+        secs = [r["seconds"] for r in runs]
+        steals = statistics.median(sum(s["steals"] for s in r["stats"]) for r in runs)
+        remote = statistics.median(sum(s["remote_wakeups"] for s in r["stats"]) for r in runs)
+        rows.append([n, f"{statistics.median(secs):.2f}", f"{min(secs):.2f} – {max(secs):.2f}",
+                     str(len(secs)), f"{steals:,.0f}", f"{remote:,.0f}"])
+    text = list_table(["LWPs", "median s", "range s", "runs", "steals", "remote wake-ups"], rows)
+    la0 = " ".join(f"{x:.2f}" for x in m["loadavg_start"])
+    la1 = " ".join(f"{x:.2f}" for x in m["loadavg_end"])
+    text += (f"\n``{demo['command']}`` (10,000 threads × 20 rounds of a short sleep and a "
+             f"locked counter), runs alternating between 1 and 2 LWPs; steals and remote "
+             f"wake-ups are per run, summed over the LWPs.  Measured on {m['host']} ({m['cpu']}, "
+             f"{m['cpu_count']} cores, Python {m['python']}), lwp ``{m['lwp']}``, {m['date']}, "
+             f"load average {la0} at start, {la1} at end, with "
+             f"``python docs/figures/measure_demo.py``.\n")
+    return text
+
+
+def throughput_origin(tp):
+    m = tp["machine"]
+    return (f"{m['host']} ({m['cpu']}, {m['cpu_count']} cores, Python {m['python']}), "
+            f"lwp ``{m['lwp']}``, {m['date']}, load average "
+            + " ".join(f"{x:.2f}" for x in m["loadavg"]))
+
+
+def throughput_table(tp):
+    by = {(p["device"], p["workers"]): p for p in tp["points"]}
+    workers = sorted({p["workers"] for p in tp["points"]})
+    rows = []
+    for w in workers:
+        row = [str(w)]
+        for device in DEVICES:
+            p = by.get((device, w))
+            row += [f"{p['measured']:.0f}", f"{p['model']:.0f}"] if p else ["-", "-"]
+        rows.append(row)
+    header = ["W"] + [f"{d} {what}" for d in DEVICES for what in ("measured", "model")]
+    x, y = tp["X"] * 1000, tp["Y"] * 1000
+    return (list_table(header, rows)
+            + f"\nRequests per second; X = {x:g} ms of CPU, Y = {y:g} ms of waiting, "
+              f"{tp['lwps']} LWP, {tp['duration']:g} s per point.  Measured with "
+              f"``python docs/figures/measure_throughput.py`` on {throughput_origin(tp)}.\n")
+
+
+def tables(bench, procs, demo, tp):
+    out = {"bench-machine.rst": machine_table(bench), "costs.rst": costs_table(bench, procs)}
+    for name in bench["cases"]:
+        out[f"bench-{name}.rst"] = case_table(bench, name)
+    if demo is not None:
+        out["demo.rst"] = demo_table(demo)
+    if tp is not None:
+        out["throughput.rst"] = throughput_table(tp)
+    return out
+
+
+# -- plots -------------------------------------------------------------------------------------
+
+
+def plots(bench, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    origin = bench_origin(bench) + f", load avg {bench['machine']['loadavg'].split()[0]}"
+    colors = {"lwp": "#1f77b4", "lwp lwps=1": "#6baed6", "gevent": "#2ca02c", "asyncio": "#ff7f0e",
+              "uvloop": "#d62728", "trio": "#9467bd", "threading": "#7f7f7f",
+              "greenlet switch": "#bcbd22"}
+
+    def bars(ax, name, log=False):
+        case = bench["cases"][name]
+        items = [(label, r["median"]) for label, r in case["results"].items()
+                 if r["status"] == "ok" and r["median"] is not None]
+        labels = [label for label, _ in items]
+        values = [v for _, v in items]
+        ax.barh(labels, values, color=[colors.get(x, "#555555") for x in labels])
+        ax.invert_yaxis()
+        if log:
+            ax.set_xscale("log")
+        ax.set_title(f"{name}\n({case['better']} is better)", fontsize=10)
+        ax.set_xlabel(case["unit"])
+        if log:  # a zero has no bar on a log axis: write it at the axis
+            floor = min([v for v in values if v > 0], default=1) / 3
+            ax.set_xlim(floor, max(values) * 6)
+        for y, v in enumerate(values):
+            x = v if v > 0 or not log else ax.get_xlim()[0]
+            ax.text(x, y, " " + (fmt(v) if v > 0 else "0"), va="center", fontsize=8)
+        ax.margins(x=0.25)
+
+    def save(fig, filename, title):
+        fig.suptitle(f"{title}\n{origin}", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / filename, dpi=110, metadata={"Software": None})
+        plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, name in zip(axes, ("spawn_join", "event_handoff", "queue_handoff")):
+        bars(ax, name, log=name == "spawn_join")
+    save(fig, "bench-costs.png", "Cost of spawning and of hand-offs (python -m lwp.bench)")
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, name in zip(axes, ("stall_total", "stall_heartbeat", "stall_spawn_latency")):
+        bars(ax, name, log=name == "stall_heartbeat")
+    save(fig, "bench-stall.png", "8 unpatchable 100 ms blocking calls (python -m lwp.bench)")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for ax, name in zip(axes, ("offloaded_io", "offloaded_io_cpu_hog")):
+        bars(ax, name, log=name == "offloaded_io_cpu_hog")
+    save(fig, "bench-io.png", "File reads kept off the event loop (python -m lwp.bench)")
+
+
+def throughput_plot(tp, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    styles = {"parallel": ("#1f77b4", "o"), "single": ("#d62728", "s"),
+              "single-yield": ("#2ca02c", "^")}
+    for device in DEVICES:
+        pts = sorted((p for p in tp["points"] if p["device"] == device), key=lambda p: p["workers"])
+        if not pts:
+            continue
+        color, marker = styles[device]
+        w = [p["workers"] for p in pts]
+        ax.plot(w, [p["model"] for p in pts], color=color, lw=1, ls="--", alpha=0.7)
+        ax.plot(w, [p["measured"] for p in pts], color=color, marker=marker, lw=0,
+                label=f"{device}: measured (dashed: model)")
+    x, y = tp["X"] * 1000, tp["Y"] * 1000
+    ax.set_xlabel("worker green threads W (1 LWP)")
+    ax.set_ylabel("requests per second")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center right")
+    m = tp["machine"]
+    ax.set_title(f"Throughput with X = {x:g} ms CPU + Y = {y:g} ms wait per request\n"
+                 f"{m['host']} ({m['cpu']}, {m['cpu_count']} cores, Python {m['python']}), "
+                 f"{m['date'][:10]}, load avg {m['loadavg'][0]:.2f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "throughput.png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tables-only", action="store_true", help="write the .rst tables only")
+    parser.add_argument("--out", type=Path, default=HERE, help="where to write (default: here)")
+    args = parser.parse_args()
+    bench = json.loads(BENCH.read_text())
+    procs = json.loads(PROCESSES.read_text())
+    demo = json.loads(DEMO.read_text()) if DEMO.exists() else None
+    tp = json.loads(THROUGHPUT.read_text()) if THROUGHPUT.exists() else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    for filename, text in tables(bench, procs, demo, tp).items():
+        (args.out / filename).write_text(text)
+    if not args.tables_only:
+        plots(bench, args.out)
+        if tp is not None:
+            throughput_plot(tp, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The documentation builds without a warning, its examples run, and the
+reference covers every public name.
+
+``sphinx-build -W --keep-going`` turns every warning into a failure, which
+also catches broken internal links (``:doc:``, ``:ref:``, ``toctree``
+entries, ``literalinclude`` of a missing file): the link check of this
+project.  ``-b linkcheck`` is not run, because it would fetch external URLs.
+
+Sphinx is not a test dependency (``pip install '.[docs]'`` brings it); where
+it is missing these tests are skipped, saying so.
+"""
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lwp
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+needs_sphinx = pytest.mark.skipif(
+    importlib.util.find_spec("sphinx") is None,
+    reason="sphinx is not installed (pip install '.[docs]'); the docs were not built",
+)
+needs_docs = pytest.mark.skipif(not (DOCS / "conf.py").exists(), reason=f"no {DOCS}/conf.py")
+
+
+def _sphinx(builder, out):
+    """Run sphinx-build with warnings as errors; fail with its output if it fails."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder,
+         "-d", str(out / ".doctrees"), str(DOCS), str(out)],
+        capture_output=True, text=True, timeout=50,
+    )
+    assert proc.returncode == 0, (
+        f"sphinx-build -b {builder} failed (exit {proc.returncode}):\n"
+        f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory):
+    out = tmp_path_factory.mktemp("docs-html")
+    _sphinx("html", out)
+    return out
+
+
+@needs_sphinx
+@needs_docs
+def test_html_builds_without_warnings(html):
+    assert (html / "index.html").exists()
+    assert (html / "reference" / "core.html").exists()
+
+
+@needs_sphinx
+@needs_docs
+def test_doctest_examples_run(tmp_path):
+    _sphinx("doctest", tmp_path)
+    summary = (tmp_path / "output.txt").read_text()
+    ran = re.search(r"^\s*(\d+) tests?\s*$", summary, re.M)
+    assert ran and int(ran.group(1)) > 0, summary
+    assert re.search(r"^\s*0 failures in tests\s*$", summary, re.M), summary
+
+
+@needs_sphinx
+@needs_docs
+def test_reference_documents_every_public_name(html):
+    """Each ``lwp.NAME`` of ``lwp.__all__`` has an entry (an anchor) in the reference."""
+    anchors = set()
+    for page in (html / "reference").glob("*.html"):
+        anchors.update(re.findall(r'id="((?:module-)?lwp\.[\w.]+)"', page.read_text()))
+    missing = [name for name in lwp.__all__
+               if f"lwp.{name}" not in anchors and f"module-lwp.{name}" not in anchors]
+    assert not missing, f"not in the built reference (docs/reference/*.rst): {missing}"
+
+
+@needs_docs
+def test_performance_tables_match_the_committed_results(tmp_path):
+    """The tables in docs/figures/ are what make_figures.py makes of bench-results.json.
+
+    Needs neither Sphinx nor matplotlib: only the tables are regenerated.
+    """
+    script = DOCS / "figures" / "make_figures.py"
+    proc = subprocess.run([sys.executable, str(script), "--tables-only", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc.stderr
+    made = sorted(tmp_path.glob("*.rst"))
+    assert made, "make_figures.py wrote no table"
+    stale = [p.name for p in made
+             if not (DOCS / "figures" / p.name).exists()
+             or (DOCS / "figures" / p.name).read_text() != p.read_text()]
+    assert not stale, f"rerun docs/figures/make_figures.py and commit: {stale} differ"
