@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Modules of ``lwp.bench`` that declare cases, in report order.
-GROUPS = ("cases_spawn", "cases_handoff", "cases_memory", "cases_blocking")
+GROUPS = ("cases_spawn", "cases_handoff", "cases_memory", "cases_blocking", "servers")
 
 _registry: dict[str, Case] = {}
 

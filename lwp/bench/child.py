@@ -39,6 +39,8 @@ def reduce(case: Case, measured: Any) -> dict[str, Any]:
     """Turn what an implementation returned into samples (and p99), per :class:`Case`."""
     if isinstance(measured, (int, float)):
         return {"samples": [float(measured)], "p99": None}
+    if isinstance(measured, dict):  # {"samples": [...], "p99": x}: a rate with its latency tail
+        return {"samples": [float(v) for v in measured["samples"]], "p99": measured.get("p99")}
     values = [float(v) for v in measured]
     if not values:
         raise ValueError("implementation returned no measurement")
