@@ -34,6 +34,7 @@ templates_path = []
 root_doc = "index"
 default_role = "literal"  # `x` renders like ``x``
 pygments_style = "sphinx"
+smartquotes_action = "qe"  # curly quotes and ellipses, but keep "--lwps" as typed
 
 # -- autodoc -----------------------------------------------------------------
 autodoc_member_order = "bysource"

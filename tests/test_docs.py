@@ -11,6 +11,7 @@ it is missing these tests are skipped, saying so.
 """
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -94,3 +95,17 @@ def test_performance_tables_match_the_committed_results(tmp_path):
              if not (DOCS / "figures" / p.name).exists()
              or (DOCS / "figures" / p.name).read_text() != p.read_text()]
     assert not stale, f"rerun docs/figures/make_figures.py and commit: {stale} differ"
+
+
+@needs_docs
+def test_find_blocking_example_shows_all_three_instruments():
+    """docs/examples/find_blocking.py, quoted by docs/howto/finding-blocking.rst, still does what it says."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LWP_")}  # default placement
+    proc = subprocess.run([sys.executable, str(DOCS / "examples" / "find_blocking.py")],
+                          capture_output=True, text=True, timeout=50, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "upcall lwp_blocked" in out and "'legacy'" in out, out       # the upcall names the thread
+    assert "<GreenThread 'legacy' running on LWP-0>" in out, out        # the dump shows it running
+    assert "WARNING lwp.monitor: LWP-0 stalled" in out, out              # the monitor logged it
+    assert "libc.usleep(700_000)" in out, out                            # with the stuck line

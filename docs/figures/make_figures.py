@@ -57,10 +57,17 @@ def spread(samples, median):
 
 
 def lwp_count(result):
-    """How many LWPs an lwp row ran on (the most seen at the end of a run)."""
+    """How many pooled LWPs an lwp row ran on, as the benchmark's table says (None if it varied)."""
     stats = result.get("lwp_stats") or []
-    counts = [len(run) for run in stats if run]
-    return max(counts) if counts else None
+    counts = {sum(1 for lwp in run if lwp.get("kind") == "pooled") for run in stats}
+    return counts.pop() if len(counts) == 1 else None
+
+
+def compensating(result):
+    """The most compensating LWPs alive at the end of a run of an lwp row."""
+    stats = result.get("lwp_stats") or []
+    return max((sum(1 for lwp in run if lwp.get("kind") == "compensating") for run in stats),
+               default=0)
 
 
 def day(date):
@@ -123,8 +130,10 @@ def case_table(bench, name):
         cells = [label, fmt(r["median"])] + ([fmt(r["p99"])] if tail else [])
         cells += [spread(r["samples"], r["median"]), str(len(r["samples"])), fmt_ratio(ratio)]
         rows.append(cells)
-        count = lwp_count(r)
+        count, extra = lwp_count(r), compensating(r)
         ran_on = f"ran on {count} LWP{'s' if count != 1 else ''}" if count else ""
+        if extra:
+            ran_on += f" (and {extra} compensating LWP{'s' if extra != 1 else ''} alive at the end of a run)"
         note = "; ".join(x for x in (r.get("note"), ran_on) if x)
         if note:
             notes.append(f"* **{label}**: {note}")
