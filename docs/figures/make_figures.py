@@ -304,6 +304,13 @@ def plots(bench, out):
         bars(ax, name, log=name == "offloaded_io_cpu_hog")
     save(fig, "bench-io.png", "File reads kept off the event loop (python -m lwp.bench)")
 
+    servers = [n for n in ("echo_100", "echo_1000", "http_raw", "http_wsgi") if n in bench["cases"]]
+    if servers:
+        fig, axes = plt.subplots(1, len(servers), figsize=(3.3 * len(servers), 3.4), squeeze=False)
+        for ax, name in zip(axes[0], servers):
+            bars(ax, name)
+        save(fig, "bench-servers.png", "Servers under load, server on one core (python -m lwp.bench)")
+
 
 def throughput_plot(tp, out):
     import matplotlib
