@@ -108,31 +108,37 @@ class _GreenSocket(_std_socket_class):
     def recv(self, n, flags=0):
         while True:
             try:
-                return super().recv(n, flags)
+                return _recv(self, n, flags)
             except BlockingIOError:
                 self._wait(False)
 
     def recv_into(self, buf, n=0, flags=0):
         while True:
             try:
-                return super().recv_into(buf, n, flags)
+                return _recv_into(self, buf, n, flags)
             except BlockingIOError:
                 self._wait(False)
 
     def send(self, data, flags=0):
         while True:
             try:
-                return super().send(data, flags)
+                return _send(self, data, flags)
             except BlockingIOError:
                 self._wait(True)
 
     def sendall(self, data, flags=0):
+        try:
+            sent = _send(self, data, flags)
+        except BlockingIOError:
+            sent = 0
+        total = len(data)
+        if sent == total:  # the common case: the socket buffer took it all
+            return
         view = memoryview(data).cast("B")
         total = len(view)
-        sent = 0
         while sent < total:
             try:
-                sent += super().send(view[sent:], flags)
+                sent += _send(self, view[sent:], flags)
             except BlockingIOError:
                 self._wait(True)
 
@@ -165,6 +171,11 @@ def _socket_class():
     return _cls[0]
 
 
+_recv = _std_socket_class.recv
+_recv_into = _std_socket_class.recv_into
+_send = _std_socket_class.send
+
+
 def cooperative_socket(sock):
     """Wrap a connected or listening stdlib socket into a cooperative one (takes it over)."""
     fd = sock.detach()
@@ -194,7 +205,8 @@ class StreamServer:
     """A TCP server: a dispatcher green thread and a bounded pool of workers.
 
     ``address``: ``(host, port)`` (port 0 picks a free one; see
-    :attr:`address`), a Unix socket path, or an already listening socket.
+    :attr:`address`), a Unix socket path, or an already listening socket
+    (anything with ``fileno()``; the server uses a duplicate of it).
     ``handler(conn, address)`` serves one connection.  Options: ``mode``
     (``"concurrent"`` or ``"iterative"``), ``max_connections`` (worker pool
     size, default 1024), ``overload`` (``"wait"`` or a callable, see the
@@ -256,8 +268,8 @@ class StreamServer:
         if self.started:
             raise RuntimeError("server already started")
         a = self._address_arg
-        if isinstance(a, _stdsocket.socket):
-            self._listener = _std_socket_class(a.family, a.type, a.proto, fileno=os.dup(a.fileno()))
+        if hasattr(a, "fileno"):  # a listening socket (or gunicorn's wrapper of one): share it
+            self._listener = _std_socket_class(fileno=os.dup(a.fileno()))
         else:
             self._listener = _make_listener(a, self.backlog, self.reuse_port)
         self._listener.setblocking(False)

@@ -395,39 +395,40 @@ def test_stop_closes_idle_keep_alive_connections():
 def test_thousand_keep_alive_connections():
     import os
 
+    import lwp
+
     n = 1000
+    lwp.spawn(lambda: None).join(T)  # the default scheduler's own fds belong to the baseline
+    fds_before = len(os.listdir("/proc/self/fd"))
     srv = WSGIServer(("127.0.0.1", 0), app, max_connections=1100, keepalive_timeout=60,
                      backlog=2048).start()
-    still_serving(srv)  # the scheduler and its LWPs are up: their fds belong to the baseline
-    fds_before = len(os.listdir("/proc/self/fd"))
     conns = []
     readers = []
     errors = 0
     try:
         for _ in range(n):
             conns.append(connect(srv))
-        for rnd in range(2):
+        readers = [Reader(c) for c in conns]
+        for _ in range(2):
             for c in conns:
                 c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            readers = [Reader(c) for c in conns] if rnd == 0 else readers
             for r in readers:
                 resp = r.response()
                 if resp is None or resp[0] != 200 or resp[2] != b"hello":
                     errors += 1
-        assert srv.stats()["busy"] == n
+        assert srv.stats()["busy"] == n  # all held open at once
     finally:
         for r in readers:
             r.f.close()
         for c in conns:
             c.close()
-        deadline = time.monotonic() + 2 * T
-        while (srv.stats()["busy"] or len(os.listdir("/proc/self/fd")) > fds_before) \
-                and time.monotonic() < deadline:
-            time.sleep(0.01)
-        fds_after = len(os.listdir("/proc/self/fd"))
         srv.stop(T)
     assert errors == 0
-    assert fds_after == fds_before
+    # Compensating LWPs the monitor may have added retire after a second idle.
+    deadline = time.monotonic() + 4 * T
+    while len(os.listdir("/proc/self/fd")) > fds_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(os.listdir("/proc/self/fd")) <= fds_before
 
 
 def test_flask_app_runs_unchanged():
@@ -475,3 +476,37 @@ def test_command_line(tmp_path):
         proc.terminate()
         out = proc.communicate(timeout=T)[1]
     assert proc.returncode == 0 and "stopped" in out
+
+
+def test_gunicorn_worker_class(tmp_path):
+    pytest.importorskip("gunicorn")
+    (tmp_path / "gapp.py").write_text(
+        "def app(env, sr):\n    sr('200 OK', [('Content-Length', '7')])\n    return [b'gunicrn']\n")
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "lwp.wsgi_gunicorn.LwpWorker",
+                             "-b", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "2",
+                             "gapp:app"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        deadline = time.monotonic() + 30
+        while port is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if "Listening at: http://127.0.0.1:" in line:
+                port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        assert port, "gunicorn did not start"
+        deadline = time.monotonic() + 30
+        while True:  # the worker boots after the master listens
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=T) as c:
+                    c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    r = Reader(c)
+                    assert [r.response()[2] for _ in range(2)] == [b"gunicrn"] * 2
+                    r.f.close()
+                break
+            except (ConnectionError, AssertionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0

@@ -1,0 +1,62 @@
+"""A gunicorn worker class: ``gunicorn -k lwp.wsgi_gunicorn.LwpWorker myapp:app``.
+
+Each gunicorn worker process runs an lwp scheduler and serves gunicorn's
+listening sockets with :class:`lwp.wsgi.WSGIServer` (dispatcher/worker green
+threads, the same HTTP handling and limits as ``python -m lwp.wsgi``).  So lwp
+fits the deployment people already have: gunicorn's master forks the workers,
+restarts them, and reloads them; ``--workers N`` gives N processes (the way
+to use N cores under the GIL).
+
+Settings used: ``--worker-connections`` (the connection cap; beyond it 503),
+``--keep-alive`` (idle keep-alive seconds), ``--graceful-timeout``,
+``--limit-request-line`` (414), ``--limit-request-field_size`` (431),
+``--limit-request-fields`` (431), ``--timeout`` (the heartbeat).  The number of
+LWPs per worker comes from ``$LWP_LWPS`` (default: one).  ``$LWP_MONKEY=1``
+patches the standard library (``lwp.monkey.patch_all()``) before the app loads.
+TLS (``--certfile``) is not supported by this worker.
+"""
+
+import os
+
+from gunicorn.workers.base import Worker
+
+import lwp
+from lwp.wsgi import WSGIServer
+
+
+class LwpWorker(Worker):
+    def init_process(self):
+        if os.environ.get("LWP_MONKEY") == "1":
+            import lwp.monkey
+
+            lwp.monkey.patch_all()
+        super().init_process()
+
+    def run(self):
+        if self.cfg.is_ssl:
+            raise RuntimeError("lwp.wsgi_gunicorn.LwpWorker does not support TLS")
+        lwps = int(os.environ.get("LWP_LWPS") or 1)
+        lwp.run(self._serve, lwps=lwps)
+
+    def _serve(self):
+        cfg = self.cfg
+        servers = []
+        for s in self.sockets:
+            srv = WSGIServer(s, self.wsgi, max_connections=cfg.worker_connections,
+                             keepalive_timeout=max(cfg.keepalive, 0.1),
+                             max_line=cfg.limit_request_line or 1 << 20,
+                             max_field=cfg.limit_request_field_size or 1 << 20,
+                             max_headers=cfg.limit_request_fields,
+                             multiprocess=cfg.workers > 1, name=f"gunicorn-{self.pid}")
+            srv.start()
+            servers.append(srv)
+        try:
+            while self.alive:
+                self.notify()
+                if self.ppid != os.getppid():
+                    self.log.info("Parent changed, shutting down: %s", self)
+                    break
+                lwp.sleep(min(1.0, self.timeout / 2 if self.timeout else 1.0))
+        finally:
+            for srv in servers:
+                srv.stop(cfg.graceful_timeout)
