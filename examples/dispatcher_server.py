@@ -20,7 +20,7 @@ fetches::
 neither the CPU nor the disk), so the client's concurrency shows;
 ``--cpu-ms X`` and ``--disk-ms Y`` add a simulated cost to each request: X ms
 of CPU (a busy loop: one CPU, shared) and Y ms of "disk" (a wait on a single
-simulated disk that serves one request at a time, on an activation); see
+simulated disk that serves one request at a time and needs no CPU); see
 ``examples/throughput_model.py``.  ``--cache`` keeps files in memory (a cache
 hit skips the disk).  On exit (Ctrl-C, SIGTERM or ``--duration``) it prints
 its statistics.  Only 127.0.0.1 is served unless ``--host`` says otherwise.
@@ -160,19 +160,32 @@ class FileServer:
                 req.done.set()
 
     def _simulate(self):
-        if self.cpu_s:
-            end = time.perf_counter() + self.cpu_s
-            while time.perf_counter() < end:  # CPU work holds the LWP (and the GIL)
-                pass
+        self._simulate_cpu()
         if self.disk_s:
             with self.disk:  # the single disk serves one request at a time
-                lwp.blocking(time.sleep, self.disk_s)  # an activation: the LWP runs others
+                lwp.sleep(self.disk_s)  # the transfer needs no CPU: the LWP runs others
+
+    def _simulate_cpu(self):
+        """X ms of CPU, in 1 ms slices with a scheduling point between them.
+
+        Green threads are not preempted; the slices play the part of a
+        preemptive kernel's time slices, so a request whose disk transfer has
+        finished gets the CPU back within a millisecond, as in the model.
+        """
+        end = time.perf_counter() + self.cpu_s
+        while True:
+            now = time.perf_counter()
+            if now >= end:
+                return
+            slice_end = min(end, now + 0.001)
+            while time.perf_counter() < slice_end:
+                pass
+            lwp.sleep(0)
 
     def read_file(self, path):
         if self.cache is not None and path in self.cache:
             self.stats["hits"] += 1
-            if self.cpu_s:
-                self._simulate_cpu_only()
+            self._simulate_cpu()
             return self.cache[path]
         self.stats["misses"] += 1
         self._simulate()
@@ -181,11 +194,6 @@ class FileServer:
         if self.cache is not None:
             self.cache[path] = data
         return data
-
-    def _simulate_cpu_only(self):
-        end = time.perf_counter() + self.cpu_s
-        while time.perf_counter() < end:
-            pass
 
     def serve(self, req):
         if self.latency_s:

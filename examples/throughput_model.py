@@ -9,7 +9,7 @@ min(k / (X + Y), 1 / max(X, Y)).  Past that point more threads add nothing.
 
 For each k in ``--threads`` it starts ``examples/dispatcher_server.py`` with
 ``--workers k --cpu-ms X --disk-ms Y`` (one LWP: one CPU; the disk is a lock
-held for Y ms on an activation), sends ``--requests`` requests from
+held for Y ms while the request waits), sends ``--requests`` requests from
 ``2k`` keep-alive connections (green threads), and prints measured against
 modelled throughput; with matplotlib installed it also saves a plot::
 
