@@ -34,14 +34,20 @@ def make_cooperative():
     try:
         lwp.monkey.patch_all()
         return "lwp.monkey.patch_all()"
+    except ImportError:  # a build without some of lwp's select/ssl/subprocess modules
+        pass
+    lwp.monkey.patch_time()
+    lwp.monkey.patch_threading()
+    try:
+        lwp.monkey.patch_socket()
+        return "lwp.monkey.patch_socket(), patch_time(), patch_threading()"
     except ImportError:
-        # lwp.socket is not available in this build: patch what exists, and give
-        # socket.create_connection (what http.client connects with) cooperative sockets.
+        # No lwp.socket at all: give socket.create_connection (what http.client
+        # connects with) cooperative sockets.
         import socket
 
         from lwp.server import cooperative_socket
 
-        lwp.monkey.patch_time()
         original = socket.create_connection
 
         def create_connection(*args, **kwargs):
