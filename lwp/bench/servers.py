@@ -142,7 +142,7 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(0.01)
     raise RuntimeError("server did not listen in time")
 
 
@@ -207,7 +207,7 @@ def _py_http_load(port: int, conns: int, requests: int) -> dict[str, Any]:
 
 def _wrk(library: str, kind: str, conns: int, seconds: float, quick: bool = False) -> dict[str, Any]:
     if quick:
-        return _with_server(library, kind, lambda port: _py_http_load(port, min(conns, 10), 200))
+        return _with_server(library, kind, lambda port: _py_http_load(port, min(conns, 5), 50))
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("the HTTP load generator is wrk: apt-get install -y wrk")
@@ -235,13 +235,13 @@ _LIB_REQUIRES = {"gevent": "gevent", "gevent-nodelay": "gevent", "uvloop": "uvlo
 _P99 = "p99 is the round-trip latency in us (lower is better)"
 
 # --quick: 0.3 s echo runs, and a small Python client instead of wrk (a smoke test only).
-_QUICK = {"seconds": 0.3, "quick": True}
+_QUICK = {"seconds": 0.1, "quick": True}
 echo_100 = Case(name="echo_100", description="TCP echo, 100 connections, 64-byte messages; " + _P99,
                 unit="rt/s", params={"conns": 100, "seconds": 5, "quick": False},
                 quick={"conns": 100, **_QUICK}, tail=True, better="higher")
 echo_1000 = Case(name="echo_1000", description="TCP echo, 1,000 connections, 64-byte messages; " + _P99,
                  unit="rt/s", params={"conns": 1000, "seconds": 5, "quick": False},
-                 quick={"conns": 200, **_QUICK}, tail=True, better="higher")
+                 quick={"conns": 100, **_QUICK}, tail=True, better="higher")
 http_raw = Case(name="http_raw", description="HTTP hello responder at each library's lowest level "
                 "(wrk, 100 keep-alive connections); " + _P99, unit="req/s",
                 params={"conns": 100, "seconds": 5, "quick": False}, quick={"conns": 100, **_QUICK},
