@@ -132,7 +132,7 @@ class RLock:
 
     def acquire(self, blocking=True, timeout=-1):
         me = _me()
-        if self._owner is me:
+        if self._owner == me:  # ==: an OS thread's ident is an int, a new object each time
             self._count += 1
             return True
         if not self._lock.acquire(blocking, timeout):
@@ -141,7 +141,7 @@ class RLock:
         return True
 
     def release(self):
-        if self._owner is not _me():
+        if self._owner != _me():
             raise RuntimeError("cannot release un-acquired lock")
         self._count -= 1
         if self._count == 0:
@@ -154,7 +154,7 @@ class RLock:
         self.release()
 
     def _is_owned(self):
-        return self._owner is _me()
+        return self._owner == _me()
 
     def _release_save(self):
         if not self._is_owned():
