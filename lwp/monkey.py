@@ -31,7 +31,7 @@ import importlib
 import sys
 import warnings
 
-__all__ = ["MonkeyPatchWarning", "get_original", "is_patched", "patch_all", "patch_module",
+__all__ = ["MonkeyPatchWarning", "available", "get_original", "is_patched", "patch_all", "patch_module",
            "patch_os", "patch_queue", "patch_select", "patch_selectors", "patch_socket",
            "patch_ssl", "patch_subprocess", "patch_threading", "patch_time", "unpatch_all"]
 
@@ -164,12 +164,20 @@ def patch_os():
 
 
 _ALL = ("time", "threading", "queue", "socket", "select", "selectors", "ssl", "subprocess", "os")
+_SPECIAL = ("time", "threading")  # patched from lwp's core, not from an lwp.<module>
+
+
+def available():
+    """The standard modules lwp has a cooperative version of, in patching order."""
+    import importlib.util
+
+    return [m for m in _ALL if m in _SPECIAL or importlib.util.find_spec(f"lwp.{m}") is not None]
 
 
 def patch_all():
-    """Patch every module lwp has a cooperative version of; returns {module: names}."""
+    """Patch every module in :func:`available`; returns {module: names replaced}."""
     done, suspects = {}, []
-    for name in _ALL:
+    for name in available():
         done[name], found = _patch(name)
         suspects.extend(found)
     _warn_about(suspects)
