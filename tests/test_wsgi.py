@@ -45,6 +45,10 @@ def app(env, start_response):
     if path == "/inject":
         start_response("200 OK", [("X-Bad", "a\r\nSet-Cookie: evil=1")])
         return [b"no"]
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written;")
+        return [b"returned"]
     if path == "/nocontent":
         start_response("204 No Content", [])
         return []
@@ -510,3 +514,36 @@ def test_gunicorn_worker_class(tmp_path):
         proc.terminate()
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_write_callable(server):
+    (status, headers, body), _ = exchange(server, b"GET /write HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert (status, body) == (200, b"written;returned")
+
+
+def test_processes_share_the_port(tmp_path):
+    (tmp_path / "pidapp.py").write_text(
+        "import os\n"
+        "def app(env, sr):\n    b = str(os.getpid()).encode()\n"
+        "    sr('200 OK', [('Content-Length', str(len(b)))])\n    return [b]\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "lwp.wsgi", "pidapp:app", "--port", str(port),
+                             "--lwps", "1", "--processes", "2"], cwd=tmp_path,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(2):
+            assert "serving pidapp:app" in proc.stderr.readline()
+        pids = set()
+        for _ in range(40):
+            with socket.create_connection(("127.0.0.1", port), timeout=T) as c:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                r = Reader(c)
+                pids.add(r.response()[2])
+                r.f.close()
+        assert len(pids) == 2  # the kernel spread the connections over both processes
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=T)[1]
+    assert proc.returncode == 0 and out.count("stopped") == 2
