@@ -229,6 +229,21 @@ class _Connection:
         self.eof = False
         self.timeout = -1.0       # what the socket's timeout is set to now
         self.continue_sent = False
+        remote = addr if isinstance(addr, tuple) else ("", "")
+        self.base_env = {
+            "SCRIPT_NAME": "",
+            "SERVER_NAME": server.server_name,
+            "SERVER_PORT": server.server_port,
+            "REMOTE_ADDR": remote[0],
+            "REMOTE_PORT": str(remote[1]),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": server.multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+        }
 
     # -- parser callbacks (run inside feed_data) ---------------------------------------------
 
@@ -497,42 +512,47 @@ class _Connection:
                     url += b"?" + parsed.query
         path, _, query = url.partition(b"?")
         path, _, _ = path.partition(b"#")
-        env = {
-            "REQUEST_METHOD": req.method.decode("latin-1"),
-            "SCRIPT_NAME": "",
-            "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
-            "QUERY_STRING": query.decode("latin-1"),
-            "RAW_URI": url.decode("latin-1"),
-            "SERVER_NAME": s.server_name,
-            "SERVER_PORT": s.server_port,
-            "SERVER_PROTOCOL": "HTTP/" + req.version,
-            "REMOTE_ADDR": self.addr[0] if isinstance(self.addr, tuple) else "",
-            "REMOTE_PORT": str(self.addr[1]) if isinstance(self.addr, tuple) else "",
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
-            "wsgi.input": _Input(self, req),
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": s.multiprocess,
-            "wsgi.run_once": False,
-            "wsgi.input_terminated": True,
-        }
+        env = self.base_env.copy()
+        env["REQUEST_METHOD"] = _METHODS.get(req.method) or req.method.decode("latin-1")
+        env["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+        env["QUERY_STRING"] = query.decode("latin-1")
+        env["RAW_URI"] = url.decode("latin-1")
+        env["SERVER_PROTOCOL"] = "HTTP/1.1" if req.version == "1.1" else "HTTP/" + req.version
+        if req.chunked or req.content_length:
+            env["wsgi.input"] = _Input(self, req)
+        else:
+            env["wsgi.input"] = io.BytesIO()
+        keys = _ENV_KEYS
         for name, value in req.headers:
-            if b"_" in name:
-                continue
-            key = name.decode("ascii").upper().replace("-", "_")
+            key = keys.get(name)
+            if key is None:
+                if b"_" in name:
+                    continue  # would be confused with "-" once in the environ
+                key = _env_key(name)
             value = value.decode("latin-1")
-            if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
-                env[key] = value
-                continue
-            key = "HTTP_" + key
             if key in env:
-                env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+                if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+                    env[key] = value
+                else:
+                    env[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
             else:
                 env[key] = value
         if req.chunked:
             env.pop("CONTENT_LENGTH", None)
         return env
+
+
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
+_ENV_KEYS = {}  # header name (bytes, as sent) -> environ key; bounded
+
+
+def _env_key(name):
+    key = name.decode("ascii").upper().replace("-", "_")
+    if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        key = "HTTP_" + key
+    if len(_ENV_KEYS) < 1024:
+        _ENV_KEYS[name] = key
+    return key
 
 
 class _Response:
