@@ -166,7 +166,10 @@ class LWP:
                 self.current = t
                 t._state = RUNNING  # benign unlocked write: wakers only act on PARKED
                 return t._glet.switch()
-            if self._newq and not runq:
+            if self._newq and not runq and self._spare:
+                # Only a spare: greenlet gives a new greenlet the recursion
+                # depth of whoever first switches to it, so new greenlets are
+                # made by the hub, at its shallow depth, never from a thread.
                 started = self._take_new()
                 if started is not None:
                     return started[0].switch(started[1])
