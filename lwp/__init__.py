@@ -13,6 +13,7 @@ from ._core.park import checkpoint
 from ._core.scheduler import Scheduler, configure, current, dump, run, spawn, stats
 from ._core.thread import ExceptHookArgs, GreenThread, excepthook
 from ._core.timeout import Timeout, sleep
+from .channel import CLOSED, Channel, ChannelClosed, select
 from .files import open
 from .local import local
 from .queue import Empty, Full, LifoQueue, PriorityQueue, Queue, SimpleQueue
@@ -22,6 +23,7 @@ from .sync import (Barrier, BoundedSemaphore, BrokenBarrierError, Condition, Eve
 __version__ = "0.1.0"
 
 __all__ = [
+    "CLOSED", "Channel", "ChannelClosed", "select",
     "Barrier", "BoundedSemaphore", "BrokenBarrierError", "Cancelled", "Condition", "Empty",
     "Event", "ExceptHookArgs", "Full", "GreenThread", "InvalidStateError", "LifoQueue", "Lock",
     "PriorityQueue", "Queue", "RLock", "Scheduler", "Semaphore", "SimpleQueue", "Timeout",
