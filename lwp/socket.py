@@ -45,6 +45,7 @@ from time import monotonic as _monotonic
 import _socket
 from socket import *  # noqa: F401,F403 - the drop-in re-exports the standard module
 from socket import _GLOBAL_DEFAULT_TIMEOUT  # noqa: F401 - callers compare with it by identity
+from socket import SocketIO  # noqa: F401 - not in socket.__all__, but used (makefile)
 
 from ._core.activation import blocking as _blocking
 from ._core.park import current as _current
