@@ -100,6 +100,11 @@ class ChannelClosed(Exception):
 
 
 class _Closed:
+    """The value a ``select`` receive case reports for a closed, drained channel.
+
+    Like Go's ``v, ok := <-ch`` with ``ok == false``; compare with ``is CLOSED``.
+    """
+
     __slots__ = ()
 
     def __repr__(self):
