@@ -15,7 +15,7 @@ cancelled at the same moment can never swallow the hand-off.
 
 import threading
 import time
-from _thread import allocate_lock
+from _thread import TIMEOUT_MAX, allocate_lock
 from collections import deque
 
 from ._core.park import TIMED_OUT, current, waiter
@@ -33,8 +33,12 @@ def _timeout_arg(blocking, timeout):
         return None
     if not blocking:
         raise ValueError("can't specify a timeout for a non-blocking call")
+    if timeout != timeout:
+        raise ValueError("Invalid value NaN (not a number)")
     if timeout < 0:
         raise ValueError("timeout value must be a non-negative number")
+    if timeout > TIMEOUT_MAX:
+        raise OverflowError("timeout value is too large")
     return timeout
 
 
@@ -131,6 +135,7 @@ class RLock:
         return f"<lwp.RLock owner={self._owner!r} count={self._count}>"
 
     def acquire(self, blocking=True, timeout=-1):
+        _timeout_arg(blocking, timeout)  # bad arguments fail even when the call would not wait
         me = _me()
         if self._owner == me:  # ==: an OS thread's ident is an int, a new object each time
             self._count += 1
@@ -164,8 +169,10 @@ class RLock:
         return state
 
     def _acquire_restore(self, state):
-        _acquire_resisting(self._lock)
-        self._owner, self._count = state
+        try:
+            _acquire_resisting(self._lock)  # raises only once the lock is held again
+        finally:
+            self._owner, self._count = state
 
 
 def _me():
@@ -239,13 +246,38 @@ class Condition:
             self._lock.release()
             saved, restore = None, lambda _: _acquire_resisting(self._lock)
         try:
-            got = w.wait(timeout)
-        finally:
-            with self._mutex:
-                if w in self._waiters:
-                    self._waiters.remove(w)
+            notified = w.wait(timeout) is not TIMED_OUT
+        except BaseException:
+            # A notification that reached an OS thread as a signal interrupted it
+            # (w.late) is passed on: the exception means it will not be reported.
+            self._leave(w, restore, saved, w.late is not None, raising=True)
+            raise
+        self._leave(w, restore, saved, notified, raising=False)
+        return notified
+
+    def _leave(self, w, restore, saved, notified, raising):
+        """Forget ``w`` and take the lock back; pass on a notification the
+        caller will not see because it is about to raise."""
+        with self._mutex:
+            if w in self._waiters:
+                self._waiters.remove(w)
+        try:
             restore(saved)
-        return got is not TIMED_OUT
+        except BaseException:
+            # Cancelled (or timed out) while taking the lock back after a notify
+            # chose us: as POSIX asks of pthread_cond_wait, the notification is
+            # not lost with us but goes to another waiter.
+            if notified:
+                self._notify_one()
+            raise
+        if raising and notified:
+            self._notify_one()
+
+    def _notify_one(self):
+        with self._mutex:
+            while self._waiters:
+                if self._waiters.popleft().wake(True):
+                    return
 
     def wait_for(self, predicate, timeout=None):
         """Wait until ``predicate()`` is true; return its last value."""

@@ -14,6 +14,7 @@ lists (white box) and outcomes are counts and orders.
 
 import math
 import random
+import signal
 import subprocess
 import sys
 import textwrap
@@ -1080,6 +1081,178 @@ def test_cancelled_semaphore_waiter_loses_no_unit():
             assert sem._value == 0 and not sem._waiters, i
 
     run(main, lwps=2, seed=3)
+
+
+@pytest.mark.parametrize("lock_kind", ["Lock", "RLock"])
+def test_condition_cancelled_while_reacquiring_keeps_lock_consistent(lock_kind):
+    """Notified, then cancelled while waiting to take the lock back: wait raises
+    Cancelled holding the lock (an RLock with its owner and recursion level), so
+    the ``with`` block releases it cleanly."""
+    def main():
+        lock = lwp.Lock() if lock_kind == "Lock" else lwp.RLock()
+        cond = lwp.Condition(lock)
+        seen = []
+
+        def victim():
+            with cond:
+                with cond if lock_kind == "RLock" else _nothing():
+                    try:
+                        cond.wait()
+                    except lwp.Cancelled:
+                        seen.append(cond._is_owned())
+                        if lock_kind == "RLock":
+                            seen.append(lock._count)
+                        raise
+
+        t = lwp.spawn(victim)
+        wait_until(lambda: len(cond._waiters) == 1)
+        with cond:
+            cond.notify()
+            # victim is woken and now waits for the lock main holds
+            wait_until(lambda: len((lock._lock if lock_kind == "RLock" else lock)._waiters) == 1)
+            t.cancel()
+            lwp.sleep(0.01)
+        with pytest.raises(lwp.Cancelled):
+            t.join(5)
+        assert _free(lock)
+        assert lwp.spawn(lambda: cond.acquire(False)).join(5) is True
+        return seen
+
+    assert run(main) == ([True, 2] if lock_kind == "RLock" else [True])
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_condition_notified_then_cancelled_waiter_passes_the_notification_on():
+    """As POSIX asks of pthread_cond_wait: a waiter cancelled after a notify()
+    chose it does not swallow the notification while others wait."""
+    def main():
+        cond = lwp.Condition(lwp.Lock())
+        items = []
+
+        def consumer():
+            with cond:
+                while not items:
+                    cond.wait()
+                return items.pop()
+
+        first = lwp.spawn(consumer)
+        wait_until(lambda: len(cond._waiters) == 1)
+        second = lwp.spawn(consumer)
+        wait_until(lambda: len(cond._waiters) == 2)
+        with cond:
+            items.append("x")
+            cond.notify()  # chooses first
+            wait_until(lambda: len(cond._lock._waiters) == 1)
+            first.cancel()
+            lwp.sleep(0.01)
+        with pytest.raises(lwp.Cancelled):
+            first.join(5)
+        return second.join(5)
+
+    assert run(main) == "x"
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _signal_main_thread_when(ready, handler):
+    """Install ``handler`` for SIGUSR1; a helper thread sends it to this (the main)
+    thread once ``ready()`` holds.  Returns (helper thread, restore function)."""
+    old = signal.signal(signal.SIGUSR1, handler)
+    main_ident = threading.get_ident()
+
+    def trigger():
+        wait_until(ready, 10)
+        signal.pthread_kill(main_ident, signal.SIGUSR1)
+
+    helper = threading.Thread(target=trigger)
+    helper.start()
+    return helper, lambda: signal.signal(signal.SIGUSR1, old)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals reach only the main thread")
+def test_condition_os_waiter_interrupted_by_signal_passes_a_notification_on():
+    """An OS thread in Condition.wait, chosen by notify() just as a signal
+    handler raises in it: the notification goes to the next waiter."""
+    cond = lwp.Condition(lwp.Lock())
+    items, got = [], []
+
+    def second():
+        with cond:
+            got.append(cond.wait(10))  # True only if notified
+            got.append(list(items))
+
+    t2 = threading.Thread(target=second)
+
+    def handler(signum, frame):
+        with cond:
+            items.append("x")
+            cond.notify()  # chooses the main thread, first in line
+        raise _Interrupt
+
+    def ready():
+        if not t2.ident:
+            t2.start()  # second in line, once main waits
+        return len(cond._waiters) == 2
+
+    helper, restore = _signal_main_thread_when(lambda: len(cond._waiters) == 1 and ready(),
+                                               handler)
+    try:
+        with pytest.raises(_Interrupt):
+            with cond:
+                cond.wait(30)
+    finally:
+        helper.join(10)
+        t2.join(10)
+        restore()
+    assert got == [True, ["x"]]
+
+
+@pytest.mark.parametrize("make", [threading.RLock, lwp.RLock], ids=["threading", "lwp"])
+def test_rlock_argument_errors_even_when_owned(make):
+    rl = make()
+    rl.acquire()
+    with pytest.raises(ValueError):
+        rl.acquire(False, 1)
+    with pytest.raises(ValueError):
+        rl.acquire(timeout=-3)
+    rl.release()
+    with pytest.raises(RuntimeError):
+        rl.release()  # the failed calls did not count as acquisitions
+
+
+@pytest.mark.parametrize("make", [threading.Lock, lwp.Lock, threading.RLock, lwp.RLock],
+                         ids=["threading.Lock", "lwp.Lock", "threading.RLock", "lwp.RLock"])
+def test_lock_timeout_values_like_threading(make):
+    lock = make()
+    with pytest.raises(ValueError):
+        lock.acquire(timeout=float("nan"))
+    with pytest.raises(OverflowError):
+        lock.acquire(timeout=TIMEOUT_MAX * 2)
+    with pytest.raises(OverflowError):
+        lock.acquire(timeout=math.inf)
+    assert lock.acquire(timeout=TIMEOUT_MAX) is True
+    lock.release()
+
+
+def test_contended_lock_with_nan_timeout_raises_in_green_thread():
+    def main():
+        lock = lwp.Lock()
+        lock.acquire()
+        with pytest.raises(ValueError):
+            lock.acquire(timeout=float("nan"))
+        assert not lock._waiters
+
+    run(main)
 
 
 # ---------------------------------------------------------------------------------------------
