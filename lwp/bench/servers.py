@@ -11,6 +11,9 @@ another with a load generator built on none of the libraries compared:
 * HTTP: ``wrk`` (Debian package ``wrk``), ``conns`` keep-alive connections,
   one wrk thread, ``--latency`` for the p99.
 
+``--quick`` runs each server in a thread of the measuring process and, for
+HTTP, a small Python client instead of wrk: a smoke test, not a measurement.
+
 Both generators skip the first tenth of the run (wrk: a separate warm-up
 run), and each gets one of the 2 cores while the server has the other, so
 the server's speed on one core is what is compared.
@@ -136,7 +139,7 @@ def _free_port() -> int:
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with status {proc.returncode}: {proc.stderr.read()[-500:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -146,8 +149,14 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None
     raise RuntimeError("server did not listen in time")
 
 
-def _with_server(library: str, kind: str, drive: Any) -> dict[str, Any]:
+def _with_server(library: str, kind: str, drive: Any, inproc: bool = False) -> dict[str, Any]:
     port = _free_port()
+    if inproc:  # --quick: the server in a daemon thread of this process saves a start-up
+        import threading
+
+        threading.Thread(target=serve, args=(library, kind, port), daemon=True).start()
+        _wait_port(port, None)
+        return drive(port)
     env = dict(os.environ)
     proc = subprocess.Popen([sys.executable, "-m", __name__, "serve", library, kind, str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -160,7 +169,7 @@ def _with_server(library: str, kind: str, drive: Any) -> dict[str, Any]:
         proc.stderr.close()
 
 
-def _echo(library: str, conns: int, seconds: float) -> dict[str, Any]:
+def _echo(library: str, conns: int, seconds: float, quick: bool = False) -> dict[str, Any]:
     binary = echo_client_binary()
 
     def drive(port: int) -> dict[str, Any]:
@@ -171,7 +180,7 @@ def _echo(library: str, conns: int, seconds: float) -> dict[str, Any]:
             raise RuntimeError(f"{errors} connection errors during the run")
         return {"samples": [int(count) / float(elapsed)], "p99": float(p99)}
 
-    return _with_server(library, "echo", drive)
+    return _with_server(library, "echo", drive, inproc=quick)
 
 
 _WRK_LATENCY = re.compile(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", re.M)
@@ -207,7 +216,8 @@ def _py_http_load(port: int, conns: int, requests: int) -> dict[str, Any]:
 
 def _wrk(library: str, kind: str, conns: int, seconds: float, quick: bool = False) -> dict[str, Any]:
     if quick:
-        return _with_server(library, kind, lambda port: _py_http_load(port, min(conns, 5), 50))
+        return _with_server(library, kind, lambda port: _py_http_load(port, min(conns, 5), 50),
+                            inproc=True)
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("the HTTP load generator is wrk: apt-get install -y wrk")
@@ -257,7 +267,7 @@ def _register() -> None:
                           ("gevent", ""), ("asyncio", ""), ("uvloop", ""),
                           ("threading", "a kernel thread per connection")):
             def fn(conns: int, seconds: float, quick: bool, _lib: str = lib) -> dict[str, Any]:
-                return _echo(_lib, conns, seconds)
+                return _echo(_lib, conns, seconds, quick)
             case.impl(lib, requires=_LIB_REQUIRES.get(lib, ()), note=note)(fn)
     for lib in ("lwp", "gevent", "asyncio", "uvloop"):
         def raw(conns: int, seconds: float, quick: bool, _lib: str = lib) -> dict[str, Any]:
