@@ -149,7 +149,8 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None
     raise RuntimeError("server did not listen in time")
 
 
-def _with_server(library: str, kind: str, drive: Any, inproc: bool = False) -> dict[str, Any]:
+def _with_server(library: str, kind: str, drive: Any, inproc: bool = False,
+                 lwps: int | None = None) -> dict[str, Any]:
     port = _free_port()
     if inproc:  # --quick: the server in a daemon thread of this process saves a start-up
         import threading
@@ -158,6 +159,8 @@ def _with_server(library: str, kind: str, drive: Any, inproc: bool = False) -> d
         _wait_port(port, None)
         return drive(port)
     env = dict(os.environ)
+    if lwps is not None:
+        env[LWPS_ENV] = str(lwps)
     proc = subprocess.Popen([sys.executable, "-m", __name__, "serve", library, kind, str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -169,7 +172,8 @@ def _with_server(library: str, kind: str, drive: Any, inproc: bool = False) -> d
         proc.stderr.close()
 
 
-def _echo(library: str, conns: int, seconds: float, quick: bool = False) -> dict[str, Any]:
+def _echo(library: str, conns: int, seconds: float, quick: bool = False,
+          lwps: int | None = None) -> dict[str, Any]:
     binary = echo_client_binary()
 
     def drive(port: int) -> dict[str, Any]:
@@ -180,7 +184,7 @@ def _echo(library: str, conns: int, seconds: float, quick: bool = False) -> dict
             raise RuntimeError(f"{errors} connection errors during the run")
         return {"samples": [int(count) / float(elapsed)], "p99": float(p99)}
 
-    return _with_server(library, "echo", drive, inproc=quick)
+    return _with_server(library, "echo", drive, inproc=quick, lwps=lwps)
 
 
 _WRK_LATENCY = re.compile(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", re.M)
@@ -214,7 +218,8 @@ def _py_http_load(port: int, conns: int, requests: int) -> dict[str, Any]:
     return {"samples": [len(lat) / (time.perf_counter() - t0)], "p99": lat[int(len(lat) * 0.99)]}
 
 
-def _wrk(library: str, kind: str, conns: int, seconds: float, quick: bool = False) -> dict[str, Any]:
+def _wrk(library: str, kind: str, conns: int, seconds: float, quick: bool = False,
+         lwps: int | None = None) -> dict[str, Any]:
     if quick:
         return _with_server(library, kind, lambda port: _py_http_load(port, min(conns, 5), 50),
                             inproc=True)
@@ -236,7 +241,7 @@ def _wrk(library: str, kind: str, conns: int, seconds: float, quick: bool = Fals
         p99 = float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
         return {"samples": [float(_WRK_RATE.search(out).group(1))], "p99": p99}
 
-    return _with_server(library, kind, drive)
+    return _with_server(library, kind, drive, lwps=lwps)
 
 
 # -- the cases ---------------------------------------------------------------------------------
@@ -266,13 +271,19 @@ def _register() -> None:
         for lib, note in (("lwp", "StreamServer, dispatcher/worker, on --lwps LWPs (default 1)"),
                           ("gevent", ""), ("asyncio", ""), ("uvloop", ""),
                           ("threading", "a kernel thread per connection")):
-            def fn(conns: int, seconds: float, quick: bool, _lib: str = lib) -> dict[str, Any]:
-                return _echo(_lib, conns, seconds, quick)
+            def fn(conns: int, seconds: float, quick: bool, lwps: int | None = None,
+                   _lib: str = lib) -> dict[str, Any]:
+                return _echo(_lib, conns, seconds, quick, lwps)
             case.impl(lib, requires=_LIB_REQUIRES.get(lib, ()), note=note)(fn)
+            if lib == "lwp":
+                case.impl("lwp-2", library="lwp", lwps=2, note="the same on 2 LWPs")(fn)
     for lib in ("lwp", "gevent", "asyncio", "uvloop"):
-        def raw(conns: int, seconds: float, quick: bool, _lib: str = lib) -> dict[str, Any]:
-            return _wrk(_lib, "http_raw", conns, seconds, quick)
+        def raw(conns: int, seconds: float, quick: bool, lwps: int | None = None,
+                _lib: str = lib) -> dict[str, Any]:
+            return _wrk(_lib, "http_raw", conns, seconds, quick, lwps)
         http_raw.impl(lib, requires=_LIB_REQUIRES.get(lib, ()))(raw)
+        if lib == "lwp":
+            http_raw.impl("lwp-2", library="lwp", lwps=2, note="lwp on 2 LWPs")(raw)
     for label, lib, note in (
             ("lwp", "lwp", "lwp.wsgi.WSGIServer, httptools parser, access log off, on --lwps LWPs "
              "(default 1)"),
@@ -280,10 +291,13 @@ def _register() -> None:
             ("gevent.pywsgi+nodelay", "gevent-nodelay", "TCP_NODELAY set on accepted sockets"),
             ("ThreadingHTTPServer", "threading", "http.server, a kernel thread per "
              "connection, HTTP/1.1, no WSGI layer")):
-        def wsgi(conns: int, seconds: float, quick: bool, _lib: str = lib) -> dict[str, Any]:
-            return _wrk(_lib, "http_wsgi", conns, seconds, quick)
+        def wsgi(conns: int, seconds: float, quick: bool, lwps: int | None = None,
+                 _lib: str = lib) -> dict[str, Any]:
+            return _wrk(_lib, "http_wsgi", conns, seconds, quick, lwps)
         http_wsgi.impl(label, library=lib.split("-")[0], requires=_LIB_REQUIRES.get(lib, ()),
                        note=note)(wsgi)
+        if lib == "lwp":
+            http_wsgi.impl("lwp-2", library="lwp", lwps=2, note="lwp.wsgi on 2 LWPs")(wsgi)
 
 
 _register()
