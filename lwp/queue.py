@@ -47,8 +47,8 @@ class Queue(_stdlib.Queue):
     """A FIFO queue; see :class:`queue.Queue`."""
 
     def __init__(self, maxsize=0):
-        if maxsize is None or maxsize < 0:
-            raise ValueError(f"maxsize must be >= 0, got {maxsize!r}")
+        if maxsize is None:  # <= 0 means unbounded, as in queue.Queue
+            raise ValueError("maxsize must be a number (<= 0: unbounded), got None")
         self.maxsize = maxsize
         self._init(maxsize)
         self.unfinished_tasks = 0
@@ -100,6 +100,11 @@ class Queue(_stdlib.Queue):
             got = w.wait(remaining)
         except BaseException:
             self._forget(w, waiters)
+            if w.late is not None:
+                # An OS thread woken just as a signal handler raised in it: the
+                # wake-up it will not act on goes to the next waiter.
+                with self.mutex:
+                    _wake_one(waiters)
             raise
         if got is TIMED_OUT:
             self._forget(w, waiters)
