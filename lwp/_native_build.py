@@ -3,10 +3,9 @@
 # Only `ffi` is meant to be imported from here, by setup.py's cffi_modules or
 # by running this file directly to build in place:
 #
-#     python lwp/_native_build.py      # -> lwp/_native.abi3.so
+#     python lwp/_native_build.py      # -> lwp/_native.cpython-3XY-<platform>.so
 #
 # Programs import lwp._native (through lwp._core.native), never this module.
-import importlib.machinery
 import os
 import sysconfig
 
@@ -22,11 +21,18 @@ def _read(name):
         return f.read()
 
 
-# The declarations come from the real header, between its markers, so the C
-# and the cdef cannot drift apart.
-_header = _read("activations.h")
-_cdef = _header.split("/* LWP_CDEF_BEGIN", 1)[1].split("*/", 1)[1]
-_cdef = _cdef.split("/* LWP_CDEF_END */", 1)[0]
+# The declarations come from the real headers, between their markers, so the
+# C and the cdef cannot drift apart.
+_HEADERS = ["activations.h", "preempt.h"]
+_SOURCES = ["activations.c", "preempt.c"]
+
+
+def _cdef_of(header):
+    text = _read(header).split("/* LWP_CDEF_BEGIN", 1)[1].split("*/", 1)[1]
+    return text.split("/* LWP_CDEF_END */", 1)[0]
+
+
+_cdef = "".join(_cdef_of(h) for h in _HEADERS)
 
 # The system types the header uses, declared partially ("...") so the C
 # compiler supplies their real sizes and layouts; plus the bits of libc that
@@ -62,22 +68,31 @@ ffi.set_source(
     """
     #include <netinet/in.h>
     #include "activations.h"
+    #include "preempt.h"
     """,
     # setuptools wants source paths relative to the project root, where it
     # runs setup.py; ffi.compile() below runs from there too.
-    sources=[os.path.relpath(os.path.join(_csrc, "activations.c"), _root)],
-    depends=[os.path.relpath(os.path.join(_csrc, "activations.h"), _root)],
+    sources=[os.path.relpath(os.path.join(_csrc, c), _root) for c in _SOURCES],
+    depends=[os.path.relpath(os.path.join(_csrc, h), _root) for h in _HEADERS],
     include_dirs=[_csrc],
+    # Full C API, not the limited one (abi3): preempt.c reads the thread
+    # state (PyThreadState.c_tracefunc, .thread_id) and calls
+    # _PyEval_SetTrace(), whose layout and existence vary with the CPython
+    # version, so the module must be built for, and named after, one version
+    # (lwp/_native.cpython-311-x86_64-linux-gnu.so, not lwp/_native.abi3.so).
+    # cffi keeps the generated module off the limited API on this macro.
+    py_limited_api=False,
+    define_macros=[("_CFFI_NO_LIMITED_API", None)],
     extra_compile_args=["-pthread"],
     extra_link_args=["-pthread"],
 )
 
 if __name__ == "__main__":
-    # Same file name as setup.py's build (cffi modules use the limited API),
-    # so neither build leaves a stale module shadowing the other's.
-    _suffix = ".abi3.so"
-    if _suffix not in importlib.machinery.EXTENSION_SUFFIXES:
-        _suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    # Same file name as setup.py's build (the full API: one CPython version),
+    # so neither build leaves a stale module shadowing the other's.  A stale
+    # lwp/_native.abi3.so from before the switch is harmless: the
+    # version-specific name comes first in EXTENSION_SUFFIXES.
+    _suffix = sysconfig.get_config_var("EXT_SUFFIX")
     # ffi.compile() works in tmpdir: the generated lwp/_native.c and the
     # objects stay in the (git-ignored) source tree, the module lands here.
     ffi.compile(tmpdir=_root, target=os.path.join(_here, "_native" + _suffix), verbose=True)

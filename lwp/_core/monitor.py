@@ -29,13 +29,18 @@ awake but has not switched for longer than ``threshold`` is *stalled*.  Then:
 When the LWP switches again, ``lwp_unblocked`` goes out.  Compensating LWPs
 retire once idle for ``retire_after`` seconds.
 
+The monitor also enforces time slices: an LWP that has not switched for longer
+than ``time_slice`` gets its running thread preempted at its next safe point
+(:func:`lwp._core.preempt.arm`; see that module).  Stall handling is unchanged.
+
 The monitor also shares work: an LWP that has started no new thread between
 two samples while unstarted threads wait in its queue gets an idle LWP woken
 to steal half of them (``Scheduler.backlog_persists``).
 
 Cost: the hot path only bumps the LWP's switch counter, which it does anyway.
-The monitor polls every ``threshold / 2`` while some LWP is awake and backs off
-to 10 ms while all sleep, so an idle process wakes it 100 times a second.
+The monitor polls every ``min(threshold, time_slice) / 2`` while some LWP is
+awake and backs off to 10 ms while all sleep, so an idle process wakes it 100
+times a second.
 """
 
 import logging
@@ -44,6 +49,8 @@ import sys
 import threading
 import time
 import traceback
+
+from . import preempt
 
 log = logging.getLogger("lwp.monitor")
 
@@ -61,17 +68,21 @@ def default_threshold():
 
 
 class Monitor:
-    def __init__(self, sched, threshold, log_after=None, log_every=10.0):
+    def __init__(self, sched, threshold, log_after=None, log_every=10.0, time_slice=None):
         if not threshold > 0:
             raise ValueError(f"stall threshold must be > 0 seconds, got {threshold!r}")
         self.sched = sched
         self.threshold = threshold
+        # seconds a thread may run without switching before it is preempted; 0: never
+        self.time_slice = (preempt.default_slice() if time_slice is None
+                           else preempt.check_slice(time_slice))
         self.log_after = default_log_after() if log_after is None else log_after
         self.log_every = log_every
         self._where = {}      # stalled lwp -> its last _position()
         self._logged = set()  # stalled LWPs already logged for this stall
         self._last_log = -log_every
         self._stop = threading.Event()
+        self._last_check = None  # time of the previous sample
         self._seen = {}     # lwp -> (ticks, monotonic time they last changed)
         self._backlog = {}  # lwp -> threads_run when a backlog was last seen, else None
         self._thread = threading.Thread(target=self._run, name=f"{sched.name}-monitor", daemon=True)
@@ -83,20 +94,30 @@ class Monitor:
         self._stop.set()
         self._thread.join()
 
+    def _busy_period(self):
+        return min(self.threshold, self.time_slice or self.threshold) / 2
+
     def _run(self):
-        period = self.threshold / 2
+        period = self._busy_period()
         while not self._stop.wait(period):
-            period = self.threshold / 2 if self.check(time.monotonic()) else min(period * 2, IDLE_PERIOD)
+            period = self._busy_period() if self.check(time.monotonic()) else min(period * 2, IDLE_PERIOD)
 
     def check(self, now):
         """One sample of every LWP; returns True if any was awake."""
         awake = False
+        gap = 0.0 if self._last_check is None else now - self._last_check  # since the last sample
+        self._last_check = now
         for lwp in self.sched.lwps():
             if lwp._newq and lwp.busy_since is not None and self._backlog.get(lwp) == lwp.threads_run:
                 self.sched.backlog_persists(lwp)
             self._backlog[lwp] = lwp.threads_run if lwp._newq else None
             ticks = lwp.ticks
             last = self._seen.get(lwp)
+            if self.time_slice and lwp.busy_since is not None:
+                same = last is not None and last[0] == ticks
+                ran = now - max(last[1], lwp.busy_since) if same else None
+                if preempt.overran(lwp, ticks, now, ran, gap, self.time_slice):
+                    preempt.arm(lwp)  # its thread used up its slice: suspend it at a safe point
             if last is None or last[0] != ticks or lwp.busy_since is None:
                 self._seen[lwp] = (ticks, now)
                 self._where.pop(lwp, None)
