@@ -3,7 +3,8 @@
 Each green thread sees its own attributes; a plain OS thread gets its own set
 too.  Subclasses may define ``__init__``, which runs once per thread on first
 use, with the arguments given to the constructor, as in ``threading.local``.
-A thread's values are dropped when the thread object is discarded.
+A green thread's values are dropped when it finishes (or, if it never does,
+when the thread object is discarded); an OS thread's when it ends.
 """
 
 import weakref
@@ -39,8 +40,12 @@ class local:
         if (args or kwargs) and cls.__init__ is object.__init__:
             raise TypeError("Initialization arguments are not supported")
         self = object.__new__(cls)
-        object.__setattr__(self, "_local__dicts", weakref.WeakKeyDictionary())
+        dicts = weakref.WeakKeyDictionary()
+        object.__setattr__(self, "_local__dicts", dicts)
         object.__setattr__(self, "_local__args", (args, kwargs))
+        # The creating thread's dict exists before the constructor call runs
+        # __init__, so that __init__ runs once there, as in threading.local.
+        _new_dict(dicts, _owner())
         return self
 
     def _local__dict(self):
@@ -48,7 +53,7 @@ class local:
         owner = _owner()
         d = dicts.get(owner)
         if d is None:
-            d = dicts[owner] = {}
+            d = _new_dict(dicts, owner)
             if type(self).__init__ is not object.__init__:
                 args, kwargs = object.__getattribute__(self, "_local__args")
                 type(self).__init__(self, *args, **kwargs)
@@ -86,3 +91,30 @@ class local:
 
 
 _missing = object()
+
+
+def _new_dict(dicts, owner):
+    """Make ``owner``'s dict in ``dicts``; a green thread's goes when it finishes.
+
+    Dropping it when the thread finishes, rather than only when the thread
+    object is collected, frees a value that refers back to its thread (which
+    would otherwise keep the thread, and so itself, alive for good).
+    """
+    d = dicts[owner] = {}
+    if not isinstance(owner, _OSThreadKey):
+        owner.add_done_callback(_Drop(weakref.ref(dicts)))
+    return d
+
+
+class _Drop:
+    """Done-callback: forget the finished thread's dict in one local's store."""
+
+    __slots__ = ("_dicts",)
+
+    def __init__(self, dicts_ref):
+        self._dicts = dicts_ref
+
+    def __call__(self, thread):
+        dicts = self._dicts()
+        if dicts is not None:
+            dicts.pop(thread, None)
