@@ -1255,6 +1255,26 @@ def test_contended_lock_with_nan_timeout_raises_in_green_thread():
     run(main)
 
 
+@pytest.mark.xfail(strict=True, reason="core bug: a timer more than 2**31 ms (~24.8 days) away "
+                   "reaches epoll.poll() in the idle hub, which raises OverflowError and kills "
+                   "the LWP (lwp/_core/lwp.py _idle -> poller.poll)")
+def test_long_timeout_does_not_kill_the_lwp():
+    # 30 days is a valid threading timeout (far below TIMEOUT_MAX).  Run in a
+    # child process: the dead LWP would hang this one.
+    code = textwrap.dedent("""
+        import os, threading, lwp
+        threading.excepthook = lambda args: os._exit(3)  # a kernel thread (an LWP) died
+        def main():
+            ev = lwp.Event()
+            threading.Timer(0.05, ev.set).start()
+            return ev.wait(30 * 86400)
+        print(lwp.run(main, lwps=1))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "True"), proc.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # Stress (-m stress): many green threads, 1/2/4 LWPs, randomized scheduling
 # ---------------------------------------------------------------------------------------------
