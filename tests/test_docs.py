@@ -43,6 +43,14 @@ def _sphinx(builder, out):
     return proc
 
 
+def _is_module(name):
+    """True if ``name`` is an importable module (``lwp.channel``), not a class (``lwp.Scheduler``)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def html(tmp_path_factory):
     out = tmp_path_factory.mktemp("docs-html")
@@ -70,12 +78,20 @@ def test_doctest_examples_run(tmp_path):
 @needs_sphinx
 @needs_docs
 def test_reference_documents_every_public_name(html):
-    """Each ``lwp.NAME`` of ``lwp.__all__`` has an entry (an anchor) in the reference."""
+    """Each name of ``lwp.__all__`` has an entry (an anchor) in the built reference.
+
+    Accepted: ``lwp.NAME`` (the usual case), ``module-lwp.NAME`` (exported
+    modules) or ``lwp.MODULE.NAME`` (a name documented where it is defined,
+    as ``lwp.channel.select``, whose short name the module ``lwp.select`` takes).
+    """
     anchors = set()
     for page in (html / "reference").glob("*.html"):
         anchors.update(re.findall(r'id="((?:module-)?lwp\.[\w.]+)"', page.read_text()))
+    short = {a.rsplit(".", 1)[-1] for a in anchors
+             if a.count(".") == 2 and a.startswith("lwp.") and _is_module(a.rsplit(".", 1)[0])}
     missing = [name for name in lwp.__all__
-               if f"lwp.{name}" not in anchors and f"module-lwp.{name}" not in anchors]
+               if f"lwp.{name}" not in anchors and f"module-lwp.{name}" not in anchors
+               and name not in short]
     assert not missing, f"not in the built reference (docs/reference/*.rst): {missing}"
 
 
