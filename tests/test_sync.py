@@ -1255,10 +1255,8 @@ def test_contended_lock_with_nan_timeout_raises_in_green_thread():
     run(main)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a timer more than 2**31 ms (~24.8 days) away "
-                   "reaches epoll.poll() in the idle hub, which raises OverflowError and kills "
-                   "the LWP (lwp/_core/lwp.py _idle -> poller.poll)")
 def test_long_timeout_does_not_kill_the_lwp():
+    """A timer more than 2**31 ms away once reached epoll.poll() and killed the LWP."""
     # 30 days is a valid threading timeout (far below TIMEOUT_MAX).  Run in a
     # child process: the dead LWP would hang this one.
     code = textwrap.dedent("""

@@ -18,6 +18,7 @@ from .park import TIMED_OUT, waiter
 
 _READ = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
 _WRITE = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+_MAX_WAIT = 86400.0  # seconds; epoll_wait's timeout overflows past 2**31 ms (~24.8 days)
 
 
 class Poller:
@@ -96,6 +97,8 @@ class Poller:
         Returns True if the LWP's wake-up fd fired.
         """
         woke = False
+        if timeout is not None and timeout > _MAX_WAIT:
+            timeout = _MAX_WAIT  # epoll takes an int of milliseconds; the hub waits again
         try:
             events = self._ep.poll(-1 if timeout is None else timeout)
         except InterruptedError:
