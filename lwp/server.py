@@ -49,14 +49,11 @@ import os
 import signal
 import socket as _stdsocket
 import sys
-import time
 from _thread import allocate_lock
 
-from . import _core
 from ._core import park
 from ._core.exceptions import Cancelled
 from ._core.scheduler import spawn
-from ._core.timeout import sleep
 
 __all__ = ["StreamServer", "serve_processes", "cooperative_socket"]
 
@@ -641,5 +638,3 @@ def serve_processes(n, target, *, stop_signals=(signal.SIGTERM, signal.SIGINT)):
         for s, h in old.items():
             signal.signal(s, h)
 
-
-_ = (_core, time)  # imported for side effects / kept for subclasses

@@ -497,7 +497,6 @@ class _Connection:
         return True
 
     def environ(self, req):
-        s = self.server
         url = req.url
         if url[:1] != b"/":
             if url == b"*" and req.method == b"OPTIONS":
