@@ -38,16 +38,13 @@ _STALL_METRICS = {
 }
 stall_cases = {
     name: Case(name=name, description=f"{what}; naive code, lwp on 2 LWPs", unit=unit,
-               params={"metric": name}, quick={"metric": name})
+               params={"metric": name, "call_us": CALL_US},
+               quick={"metric": name, "call_us": CALL_US // 10})
     for name, (what, unit) in _STALL_METRICS.items()
 }
 
 
-def _usleep():
-    ctypes.CDLL(None).usleep(CALL_US)
-
-
-def _stall_threads(start: Starter, sleep: Any) -> dict[str, float]:
+def _stall_threads(start: Starter, sleep: Any, call_us: int) -> dict[str, float]:
     """The stall scenario for thread-style libraries (lwp, gevent, kernel threads)."""
     state = {"stop": False, "gap": 0.0}
 
@@ -62,7 +59,8 @@ def _stall_threads(start: Starter, sleep: Any) -> dict[str, float]:
     hb = start(heartbeat)
     sleep(0.01)
     t0 = clock()
-    joins = [start(_usleep) for _ in range(CALLS)]
+    usleep = ctypes.CDLL(None).usleep
+    joins = [start(lambda: usleep(call_us)) for _ in range(CALLS)]
     sleep(0.02)
     ran: list[int] = []
     spawned_at = clock()
@@ -77,7 +75,7 @@ def _stall_threads(start: Starter, sleep: Any) -> dict[str, float]:
             "stall_spawn_latency": (ran[0] - spawned_at) / 1e6}
 
 
-async def _stall_asyncio() -> dict[str, float]:
+async def _stall_asyncio(call_us: int) -> dict[str, float]:
     import asyncio
 
     state = {"stop": False, "gap": 0.0}
@@ -91,7 +89,7 @@ async def _stall_asyncio() -> dict[str, float]:
             last = now
 
     async def call() -> None:
-        _usleep()
+        ctypes.CDLL(None).usleep(call_us)
 
     hb = asyncio.create_task(heartbeat())
     await asyncio.sleep(0.01)
@@ -116,34 +114,34 @@ async def _stall_asyncio() -> dict[str, float]:
 
 def _register_stall(case: Case) -> None:
     @case.impl("lwp")
-    def _lwp(metric: str) -> float:
+    def _lwp(metric: str, call_us: int) -> float:
         import lwp
 
-        return lwp_run(lambda: _stall_threads(lwp_thread, lwp.sleep), lwps=2)[metric]
+        return lwp_run(lambda: _stall_threads(lwp_thread, lwp.sleep, call_us), lwps=2)[metric]
 
     @case.impl("gevent", requires="gevent")
-    def _gevent(metric: str) -> float:
+    def _gevent(metric: str, call_us: int) -> float:
         import gevent
 
-        return _stall_threads(gevent_thread, gevent.sleep)[metric]
+        return _stall_threads(gevent_thread, gevent.sleep, call_us)[metric]
 
     @case.impl("asyncio")
-    def _asyncio(metric: str) -> float:
+    def _asyncio(metric: str, call_us: int) -> float:
         import asyncio
 
-        return asyncio.run(_stall_asyncio())[metric]
+        return asyncio.run(_stall_asyncio(call_us))[metric]
 
     @case.impl("uvloop", requires="uvloop")
-    def _uvloop(metric: str) -> float:
+    def _uvloop(metric: str, call_us: int) -> float:
         import uvloop
 
-        return uvloop.run(_stall_asyncio())[metric]
+        return uvloop.run(_stall_asyncio(call_us))[metric]
 
     @case.impl("threading", note="a kernel thread per call: the OS runs them all at once")
-    def _threading(metric: str) -> float:
+    def _threading(metric: str, call_us: int) -> float:
         import time
 
-        return _stall_threads(kernel_thread, time.sleep)[metric]
+        return _stall_threads(kernel_thread, time.sleep, call_us)[metric]
 
 
 for _case in stall_cases.values():
@@ -158,15 +156,15 @@ offloaded_io = Case(
     name="offloaded_io",
     description="64 threads read 4 KiB at random offsets of a 64 MiB file, off the event loop",
     unit="reads/s", better="higher",
-    params={"reads": 20_000, "threads": 64, "hog": False},
-    quick={"reads": 500, "threads": 8, "hog": False},
+    params={"reads": 20_000, "threads": 64, "hog_s": 0.0},
+    quick={"reads": 500, "threads": 8, "hog_s": 0.0},
 )
 offloaded_io_cpu_hog = Case(
     name="offloaded_io_cpu_hog",
     description="offloaded_io while one thread spins in a Python loop (lwp on 2 LWPs)",
     unit="reads/s", better="higher",
-    params={"reads": 20_000, "threads": 64, "hog": True},
-    quick={"reads": 500, "threads": 8, "hog": True},
+    params={"reads": 20_000, "threads": 64, "hog_s": 1.0},
+    quick={"reads": 500, "threads": 8, "hog_s": 0.1},
 )
 
 
@@ -189,23 +187,20 @@ def _offsets(reads: int) -> list[int]:
     return [rng.randrange(0, FILE_SIZE - READ_SIZE) & ~(READ_SIZE - 1) for _ in range(reads)]
 
 
-HOG_NS = 1_000_000_000  # the hog spins this long; reads are counted meanwhile
-
-
-def _hog(state: dict[str, Any]) -> None:
-    """Spin in a Python loop for HOG_NS, reaching no scheduling point, then say stop."""
-    deadline = clock() + HOG_NS
+def _hog(state: dict[str, Any], hog_s: float) -> None:
+    """Spin in a Python loop for ``hog_s``, reaching no scheduling point, then say stop."""
+    deadline = clock() + int(hog_s * 1e9)
     x = 0
     while clock() < deadline:
         x += 1
     state["stop"] = True
 
 
-def _reads_threads(start: Starter, read_at: Any, reads: int, threads: int, hog: bool,
+def _reads_threads(start: Starter, read_at: Any, reads: int, threads: int, hog_s: float,
                    sleep: Any) -> float:
     """Thread-style driver: ``threads`` workers share the offsets; returns reads/s.
 
-    With ``hog``, a thread spins for HOG_NS and the workers' completed reads
+    With ``hog_s``, a thread spins that long and the workers' completed reads
     during that window are counted (they stop when it ends).
     """
     offsets = _offsets(reads)
@@ -219,18 +214,18 @@ def _reads_threads(start: Starter, read_at: Any, reads: int, threads: int, hog: 
             state["done"] += 1
 
     t0 = clock()
-    hogger = start(lambda: _hog(state)) if hog else None
+    hogger = start(lambda: _hog(state, hog_s)) if hog_s else None
     joins = [start(lambda i=i: worker(i)) for i in range(threads)]
     for join in joins:
         join()
     elapsed = clock() - t0
     if hogger is not None:
         hogger()
-        return state["done"] / (HOG_NS / 1e9)
+        return state["done"] / hog_s
     return reads / (elapsed / 1e9)
 
 
-async def _reads_asyncio(reads: int, threads: int, hog: bool) -> float:
+async def _reads_asyncio(reads: int, threads: int, hog_s: float) -> float:
     import asyncio
 
     fd = os.open(_data_file(), os.O_RDONLY)
@@ -246,23 +241,23 @@ async def _reads_asyncio(reads: int, threads: int, hog: bool) -> float:
             state["done"] += 1
 
     async def hogger() -> None:
-        _hog(state)
+        _hog(state, hog_s)
 
     t0 = clock()
     tasks = [asyncio.create_task(worker(i)) for i in range(threads)]
-    if hog:
+    if hog_s:
         tasks.append(asyncio.create_task(hogger()))
     await asyncio.gather(*tasks)
     elapsed = clock() - t0
     os.close(fd)
-    if hog:
-        return state["done"] / (HOG_NS / 1e9)
+    if hog_s:
+        return state["done"] / hog_s
     return reads / (elapsed / 1e9)
 
 
 def _register_io(case: Case) -> None:
     @case.impl("lwp")
-    def _lwp(reads: int, threads: int, hog: bool) -> float:
+    def _lwp(reads: int, threads: int, hog_s: float) -> float:
         import lwp
 
         path = _data_file()
@@ -279,7 +274,7 @@ def _register_io(case: Case) -> None:
                 return f.read(READ_SIZE)
 
             try:
-                return _reads_threads(lwp_thread, read_at, reads, threads, hog, lwp.sleep)
+                return _reads_threads(lwp_thread, read_at, reads, threads, hog_s, lwp.sleep)
             finally:
                 for f in files.values():
                     f.close()
@@ -287,7 +282,7 @@ def _register_io(case: Case) -> None:
         return lwp_run(main, lwps=2)
 
     @case.impl("gevent", requires="gevent", note="gevent's hub thread pool")
-    def _gevent(reads: int, threads: int, hog: bool) -> float:
+    def _gevent(reads: int, threads: int, hog_s: float) -> float:
         import gevent
 
         fd = os.open(_data_file(), os.O_RDONLY)
@@ -295,30 +290,30 @@ def _register_io(case: Case) -> None:
         try:
             return _reads_threads(gevent_thread,
                                   lambda off: pool.apply(os.pread, (fd, READ_SIZE, off)),
-                                  reads, threads, hog, gevent.sleep)
+                                  reads, threads, hog_s, gevent.sleep)
         finally:
             os.close(fd)
 
     @case.impl("asyncio", note="loop.run_in_executor(None, os.pread, ...)")
-    def _asyncio(reads: int, threads: int, hog: bool) -> float:
+    def _asyncio(reads: int, threads: int, hog_s: float) -> float:
         import asyncio
 
-        return asyncio.run(_reads_asyncio(reads, threads, hog))
+        return asyncio.run(_reads_asyncio(reads, threads, hog_s))
 
     @case.impl("uvloop", requires="uvloop")
-    def _uvloop(reads: int, threads: int, hog: bool) -> float:
+    def _uvloop(reads: int, threads: int, hog_s: float) -> float:
         import uvloop
 
-        return uvloop.run(_reads_asyncio(reads, threads, hog))
+        return uvloop.run(_reads_asyncio(reads, threads, hog_s))
 
     @case.impl("threading", note="os.pread in kernel threads: the ceiling")
-    def _threading(reads: int, threads: int, hog: bool) -> float:
+    def _threading(reads: int, threads: int, hog_s: float) -> float:
         import time
 
         fd = os.open(_data_file(), os.O_RDONLY)
         try:
             return _reads_threads(kernel_thread, lambda off: os.pread(fd, READ_SIZE, off),
-                                  reads, threads, hog, time.sleep)
+                                  reads, threads, hog_s, time.sleep)
         finally:
             os.close(fd)
 
