@@ -19,7 +19,6 @@ from _thread import TIMEOUT_MAX, allocate_lock
 from collections import deque
 
 from ._core.park import TIMED_OUT, current, waiter
-from ._core.thread import _check_timeout
 
 BrokenBarrierError = threading.BrokenBarrierError
 
@@ -40,6 +39,17 @@ def _timeout_arg(blocking, timeout):
     if timeout > TIMEOUT_MAX:
         raise OverflowError("timeout value is too large")
     return timeout
+
+
+def _wait_timeout(timeout):
+    """A ``wait``/``acquire`` timeout as threading's Condition, Event and
+    Semaphore take it: None waits forever, a negative number does not wait
+    (``threading.Timer(-1, f)`` runs at once), NaN is refused."""
+    if timeout is None:
+        return None
+    if timeout != timeout:
+        raise ValueError("Invalid value NaN (not a number)")
+    return max(timeout, 0)
 
 
 def _wait_for_handoff(mutex, waiters, w, timeout, give_back):
@@ -235,7 +245,7 @@ class Condition:
         """
         if not self._is_owned():
             raise RuntimeError("cannot wait on un-acquired lock")
-        _check_timeout(timeout)
+        timeout = _wait_timeout(timeout)
         w = waiter()
         with self._mutex:
             self._waiters.append(w)
@@ -326,7 +336,7 @@ class Semaphore:
         """Decrement, waiting while the value is zero; False on timeout/non-blocking."""
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
-        _check_timeout(timeout)
+        timeout = _wait_timeout(timeout)
         with self._mutex:
             if self._value > 0 and not self._waiters:
                 self._value -= 1
@@ -402,7 +412,7 @@ class Event:
         if self._flag:
             return True
         if timeout is not None:
-            _check_timeout(timeout)
+            timeout = _wait_timeout(timeout)
         with self._mutex:
             if self._flag:
                 return True

@@ -1217,6 +1217,27 @@ def test_condition_os_waiter_interrupted_by_signal_passes_a_notification_on():
     assert got == [True, ["x"]]
 
 
+@pytest.mark.parametrize("mod", [threading, lwp], ids=["threading", "lwp"])
+def test_negative_wait_timeout_means_do_not_wait_like_threading(mod):
+    """threading's Event, Condition and Semaphore take a negative timeout as
+    "do not wait" (threading.Timer(-1, f) fires at once; a deadline already
+    past is common): lwp's, which replace them under lwp.monkey, must too."""
+    def check():
+        assert mod.Event().wait(-1) is False
+        cond = mod.Condition()
+        with cond:
+            assert cond.wait(-0.5) is False
+            assert cond._is_owned()
+        assert mod.Semaphore(0).acquire(timeout=-1) is False
+        assert mod.Semaphore(1).acquire(timeout=-1) is True
+        with pytest.raises(threading.BrokenBarrierError):
+            mod.Barrier(2).wait(-1)
+
+    check()  # from an OS thread
+    if mod is lwp:
+        run(check)  # and from a green thread
+
+
 @pytest.mark.parametrize("make", [threading.RLock, lwp.RLock], ids=["threading", "lwp"])
 def test_rlock_argument_errors_even_when_owned(make):
     rl = make()
