@@ -8,6 +8,9 @@ and the stress tests (``-m stress``).  No test asserts a duration.
 
 import queue as stdlib_queue
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -480,6 +483,34 @@ def test_os_waiter_interrupted_by_signal_passes_its_wakeup_on(kind):
         t2.join(15)
         signal.signal(signal.SIGUSR1, old)
     assert result == (["x"] if kind == "get" else ["put"])
+
+
+@pytest.mark.xfail(strict=True, reason="open bug (not fixed): SimpleQueue.put is not reentrant, "
+                   "unlike queue.SimpleQueue's: a put() run by the garbage collector (a __del__ or "
+                   "weakref callback, e.g. logging's QueueHandler) while the same kernel thread is "
+                   "inside get()/put() of that queue deadlocks on the queue's mutex (seen with "
+                   "get() allocating its waiter); the wake-up path also takes the LWP's lock")
+def test_simple_queue_put_is_reentrant():
+    # Deterministic stand-in for the collector running a __del__ inside get():
+    # the _qsize hook, called in get()'s critical section, puts.  In a child
+    # process: the deadlock would hang this one.
+    code = textwrap.dedent("""
+        import lwp
+        class Q(lwp.SimpleQueue):
+            reenter = True
+            def _qsize(self):
+                if self.reenter:
+                    self.reenter = False
+                    self.put("from __del__")
+                return super()._qsize()
+        print(Q().get(timeout=5))
+    """)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=5)
+    except subprocess.TimeoutExpired:
+        pytest.fail("deadlocked")
+    assert proc.stdout.strip() == "from __del__", proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------
