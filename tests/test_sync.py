@@ -1363,37 +1363,42 @@ def test_stress_semaphore_never_more_than_k(lwps, seed):
 @pytest.mark.stress
 @pytest.mark.parametrize("lwps,seed", STRESS)
 def test_stress_condition_producer_consumer(lwps, seed):
-    producers, consumers, per_producer = 100, 100, 100  # 10,000 items, 200 threads
+    """5,000 producers and 5,000 consumers (10,000 green threads) through a
+    bounded buffer guarded by two Conditions on one Lock, notify() only: no
+    item lost or duplicated, no wake-up lost (a lost one hangs the test)."""
+    producers = consumers = 5_000
+    per = 2
 
     def main():
-        cond = lwp.Condition(lwp.Lock())
+        lock = lwp.Lock()
+        not_full, not_empty = lwp.Condition(lock), lwp.Condition(lock)
         buf, got = [], []
         capacity = 16
 
         def produce(p):
-            for i in range(per_producer):
-                with cond:
-                    cond.wait_for(lambda: len(buf) < capacity, timeout=30)
+            for i in range(per):
+                with not_full:
+                    while len(buf) >= capacity:
+                        assert not_full.wait(60)
                     buf.append((p, i))
-                    cond.notify_all()
+                    not_empty.notify()
 
         def consume():
-            mine = []
-            for _ in range(per_producer):
-                with cond:
-                    assert cond.wait_for(lambda: buf, timeout=30)
-                    mine.append(buf.pop(0))
-                    cond.notify_all()
-            got.extend(mine)
+            for _ in range(per):
+                with not_empty:
+                    while not buf:
+                        assert not_empty.wait(60)
+                    got.append(buf.pop(0))
+                    not_full.notify()
 
-        ts = [lwp.spawn(produce, p) for p in range(producers)]
-        ts += [lwp.spawn(consume) for _ in range(consumers)]
+        ts = [lwp.spawn(consume) for _ in range(consumers)]
+        ts += [lwp.spawn(produce, p) for p in range(producers)]
         _join_all(ts)
         return got, buf
 
     got, buf = run(main, lwps=lwps, seed=seed)
     assert not buf
-    assert sorted(got) == [(p, i) for p in range(producers) for i in range(per_producer)]
+    assert sorted(got) == [(p, i) for p in range(producers) for i in range(per)]
 
 
 @pytest.mark.stress
