@@ -18,10 +18,12 @@ thread, a new one, a wake-up or a callback) and calls :func:`arm`.  That
 installs a one-shot C trace function on the LWP's Python thread state
 (``csrc/preempt.c``).  CPython calls it on the LWP's own kernel thread at the
 next *line* or *call* event of the running code.  If that is a safe point
-(below), the hook removes itself, puts the thread at the back of its LWP's run
-queue (state ``runnable``), polls the LWP's I/O once, as the hub does every few
-dozen switches, and switches away; the LWP runs its other threads, fires its
-timers, and resumes the thread later exactly where it stopped.  A preempted
+(below), the hook removes itself, marks the thread ``runnable`` and switches to
+the hub.  The LWP runs its other threads and fires its timers; the thread goes
+back on the run queue once the others have had up to one slice of CPU or have
+nothing left to do (no thread runnable, no native file or DNS request of theirs
+about to complete: a reader that got one 4 KiB read per slice would be starved
+too), and resumes later exactly where it stopped.  A preempted
 thread observes nothing but the passing of time: its locals, its exception
 state (``sys.exc_info()``), its ``contextvars`` context and its ``lwp.local``
 values are those of its own greenlet, which greenlet saves and restores at
@@ -30,11 +32,15 @@ waits for the thread's next blocking call, as for any running thread).
 ``lwp.stats()`` counts preemptions per LWP.
 
 Nothing is paid while no slice is overrun: no trace function is installed, the
-switch path is unchanged, and the monitor does one comparison per LWP per
-sample.  The monitor samples every ``min(stall_threshold, time_slice) / 2``
-while an LWP is busy, so a thread is suspended between one slice and one and a
-half slices after its last switch (10 to 12.5 ms with the defaults), plus the
-time to its next safe point.
+switch path is unchanged, and the monitor makes one cheap call per busy LWP per
+sample.  A slice is wall-clock time since the thread's last switch (time its
+LWP spent waiting for the GIL included).  The monitor samples every
+``min(stall_threshold, time_slice) / 2`` while an LWP is busy, but it must take
+the GIL to look, so next to a CPU-bound thread its samples come
+``sys.getswitchinterval()`` later (every 7.5 ms with the defaults); it
+preempts at the sample nearest to the slice's end (:func:`overran`), so real
+slices are a sample period around ``time_slice`` -- 8 ms measured with the
+default 10 ms -- plus the time to the next safe point.
 
 Safe points
 -----------
@@ -85,9 +91,10 @@ armed, every code object in the interpreter is instrumented for the legacy
 trace events and the *other* threads pay a callback per line (they run about
 half as fast).  That lasts from the overrun to the next safe point, usually
 well under a millisecond.  A hook still armed at the next monitor sample means
-the thread is outside Python (in C, or blocked): on 3.12 it is removed then,
-and armed again only once the thread is seen at another place in its code.
-On 3.11 tracing is per thread and the hook simply waits.
+the thread is outside Python (in C, or blocked) or got no CPU: on 3.12 it is
+removed then and armed again after 1, 2, 4 ... up to 64 samples, so a thread
+stuck in C costs the others a few per cent at most.  On 3.11 tracing is per
+thread and the hook simply waits.
 
 Debuggers, profilers, coverage
 ------------------------------
@@ -142,6 +149,7 @@ from .thread import RUNNABLE, RUNNING, GreenThread
 log = logging.getLogger("lwp.preempt")
 
 DEFAULT_SLICE = 0.010
+_GRACE = 0.001     # a preempted thread waits this long at a time for its LWP's native I/O
 _MAX_STAYS = 1000  # events the hook waits out inside lwp before giving up until re-armed
 
 # Answers of _Hook._decide and of the native _arm (keep in step with csrc/preempt.c).
@@ -286,7 +294,7 @@ class _Hook:
     C trace function; ``ticks`` is set by the monitor when it arms.
     """
 
-    __slots__ = ("__weakref__", "busy_ticks", "lwp", "outside", "resumed", "stays", "ticks")
+    __slots__ = ("__weakref__", "backoff", "busy_ticks", "lwp", "resumed", "stays", "ticks")
 
     def __init__(self, lwp):
         self.lwp = lwp
@@ -294,7 +302,7 @@ class _Hook:
         self.stays = 0
         self.busy_ticks = -1  # ticks of the last overrun counted in preempt_hook_busy
         self.resumed = (-1, 0.0)  # (ticks, monotonic time) when a preempted thread resumed
-        self.outside = (-1, None)  # (ticks, position) where an armed hook found no event (3.12)
+        self.backoff = (-1, 0, 0)  # 3.12: (ticks, samples to skip, skipped) after a silent hook
 
     def _decide(self, frame):
         """Is the event at ``frame`` a safe point?  _PREEMPT, _STAY (armed) or _DISARM."""
@@ -318,7 +326,7 @@ class _Hook:
         return _DISARM  # not below a green thread's entry: not ours to switch
 
     def _switch(self):
-        """Suspend the running thread; the hub requeues it after its due timers.
+        """Suspend the running thread; the hub requeues it (see _requeue).
 
         Called with the hook disarmed, on the LWP's kernel thread.
         """
@@ -330,19 +338,36 @@ class _Hook:
         # A zero-delay timer, not a plain append to the run queue: the hub fires
         # timers in time order, so threads whose sleep or timeout expired while
         # this one ran get in line before it does.
-        lwp.call_later(0, self._requeue, t)
+        lwp.call_later(0, self._requeue, t, time.monotonic(), -1)
         lwp.hub.switch()
         self.resumed = (lwp.ticks, time.monotonic())  # its next slice starts now, exactly
 
-    def _requeue(self, t):
-        """Hub: put the preempted thread back, after polling I/O once.
+    def _requeue(self, t, since, ticks):
+        """Hub: put the preempted thread ``t`` back on the run queue, or look again later.
 
-        While threads are runnable the hub polls only every few dozen switches;
-        a CPU-bound thread preempted every slice would delay I/O that long.
+        The other threads of the LWP get up to one slice before ``t`` runs
+        again, as long as they have work: threads runnable now (look again
+        after the next switch), or native requests (file reads, DNS) in flight
+        while some thread ran since the last look (wait up to ``_GRACE`` for
+        them: they complete within microseconds to milliseconds, and a reader
+        that got one read per slice would be starved too).  Otherwise ``t``
+        goes back at once, so an LWP whose other threads sleep or wait for
+        sockets wastes no CPU.  While threads run the hub polls I/O only every
+        few dozen switches, so this polls first.
         """
         lwp = self.lwp
-        if lwp._poller.busy() or lwp._completions is not None:
+        cq = lwp._completions
+        if cq is not None or lwp._poller.busy():
             lwp._poll(0)
+        monitor = lwp.sched.monitor
+        time_slice = monitor.time_slice if monitor is not None else 0
+        if time.monotonic() - since < time_slice:
+            if lwp._runq or lwp._inbox or lwp._newq or lwp._calls:
+                lwp.call_later(0, self._requeue, t, since, lwp.ticks)
+                return
+            if lwp.ticks != ticks and cq is not None and _has_requests(cq):
+                lwp.call_later(min(_GRACE, time_slice), self._requeue, t, since, lwp.ticks)
+                return
         lwp._runq.append(t)
 
     def __call__(self, frame, event, arg):
@@ -350,6 +375,12 @@ class _Hook:
         installed it back with ``sys.settrace()``: step aside (and trace nothing)."""
         if sys.gettrace() is self:
             sys.settrace(None)
+
+
+def _has_requests(cq):
+    """Native requests submitted to ``cq`` and not yet drained (no cffi call: a
+    call would give the GIL away)."""
+    return bool(getattr(cq, "_requests", None))
 
 
 def _hook(lwp):
@@ -404,15 +435,19 @@ def arm(lwp):
     if hook.ticks != ticks:
         hook.ticks = ticks
         hook.stays = 0
-    if _ARMING_IS_GLOBAL and hook.outside[0] == ticks and hook.outside[1] == _position(ident):
-        return False  # still where the hook found no event: blocked or computing in C
+    if _ARMING_IS_GLOBAL:
+        backoff_ticks, wait, waited = hook.backoff
+        if backoff_ticks == ticks and waited < wait:
+            hook.backoff = (ticks, wait, waited + 1)
+            return False
     rc = _arm(ident, hook)  # noqa: F821 - installed by lwp_preempt_init
     if rc == _ALREADY and _ARMING_IS_GLOBAL:
-        # Armed a sample ago and no event since: the thread is outside Python (in C
-        # or blocked).  On 3.12 an armed hook makes every thread pay for line
-        # events, so step back until the thread is seen somewhere else.
-        hook.outside = (ticks, _position(ident))
+        # Armed a sample ago and no event since: the thread is outside Python (in C,
+        # blocked), or got no CPU.  On 3.12 an armed hook makes every thread pay for
+        # line events, so remove it and try again after 1, 2, 4 ... 64 samples.
         _disarm(ident)  # noqa: F821
+        backoff_ticks, wait, _ = hook.backoff
+        hook.backoff = (ticks, min(2 * wait, 64) if backoff_ticks == ticks else 1, 0)
         return False
     if rc == _BUSY and hook.busy_ticks != ticks:
         hook.busy_ticks = ticks
@@ -422,11 +457,6 @@ def arm(lwp):
                      "holds the hook of its kernel thread; its threads are not preempted "
                      "while it does", lwp.index)
     return rc in (_ARMED, _ALREADY)
-
-
-def _position(ident):
-    frame = sys._current_frames().get(ident)
-    return None if frame is None else (id(frame), frame.f_lasti)
 
 
 def disarm(lwp):
