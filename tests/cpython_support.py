@@ -13,13 +13,13 @@
 # cooperatively in a green thread and is time.sleep in a plain OS thread, so
 # the vendored tests can run their worker threads as green threads too.
 
+import _thread
 import builtins
 import contextlib
 import gc
 import os
 import time as _time
 import types
-import _thread
 
 import lwp
 

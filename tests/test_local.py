@@ -5,9 +5,9 @@ import threading
 import weakref
 
 import pytest
+from helpers import wait_until
 
 import lwp
-from helpers import wait_until
 
 
 class Box:

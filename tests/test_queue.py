@@ -15,10 +15,10 @@ import threading
 import time
 
 import pytest
-
-import lwp
 from helpers import wait_until
 from test_sync import CONTEXTS, Partner, run_in
+
+import lwp
 
 QUEUES = [lwp.Queue, lwp.LifoQueue, lwp.PriorityQueue, lwp.SimpleQueue]
 ORDER = {lwp.Queue: [3, 1, 2], lwp.LifoQueue: [2, 1, 3], lwp.PriorityQueue: [1, 2, 3],

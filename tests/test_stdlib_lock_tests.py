@@ -47,10 +47,9 @@ timeout must take 0.3 to 5 s): they are kept as CPython wrote them.
 
 import unittest
 
-import pytest
-
 import cpython_lock_tests as lt
 import cpython_test_queue as qt
+
 import lwp
 
 

@@ -13,7 +13,6 @@ lists (white box) and outcomes are counts and orders.
 """
 
 import math
-import random
 import signal
 import subprocess
 import sys
@@ -24,9 +23,9 @@ import weakref
 from _thread import TIMEOUT_MAX
 
 import pytest
+from helpers import wait_until
 
 import lwp
-from helpers import wait_until
 
 CONTEXTS = ["same_lwp", "cross_lwp", "os_thread"]
 
@@ -1427,7 +1426,7 @@ def test_stress_condition_many_waiters(lwps, seed):
     assert order == list(range(n))
 
 
-EVENT_PAIRS = 20_000
+EVENT_PAIRS = 50_000  # per run; one million would take about a minute per run here
 
 
 @pytest.mark.stress
