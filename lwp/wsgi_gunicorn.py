@@ -36,7 +36,20 @@ class LwpWorker(Worker):
         if self.cfg.is_ssl:
             raise RuntimeError("lwp.wsgi_gunicorn.LwpWorker does not support TLS")
         lwps = int(os.environ.get("LWP_LWPS") or 1)
-        lwp.run(self._serve, lwps=lwps)
+        sched = lwp.Scheduler(lwps)
+        try:
+            main = sched.spawn(self._serve, name="gunicorn-worker")
+            # gunicorn installs its signal handlers with SA_RESTART
+            # (signal.siginterrupt(sig, False)), so a main thread blocked in
+            # one long join would never run them: join in short slices, and
+            # the master's SIGTERM (handle_exit) is seen within half a second.
+            while True:
+                try:
+                    return main.join(0.5)
+                except TimeoutError:
+                    continue
+        finally:
+            sched.shutdown()
 
     def _serve(self):
         cfg = self.cfg
