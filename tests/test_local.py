@@ -305,11 +305,8 @@ def test_values_kept_while_the_thread_runs():
     assert lwp.run(main) == (True, True)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: the first green thread a new worker greenlet "
-                   "runs stays referenced by that greenlet's initial switch arguments for as long "
-                   "as the greenlet is kept for reuse (lwp/_core/lwp.py _take_new/_worker), so "
-                   "its result is never freed")
 def test_first_thread_of_a_worker_greenlet_is_freed():
+    """The first thread a worker greenlet ran was kept alive by its start arguments."""
     def main():
         freed = []
         for _ in range(3):

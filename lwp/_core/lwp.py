@@ -153,8 +153,7 @@ class LWP:
 
         When the hub would do nothing but resume the head of the run queue, or
         start the next new thread, the switch goes straight there: one greenlet
-        switch instead of two, and no pass through the loop.  Returns what the
-        switch back brings: a new thread, for a spare worker greenlet.
+        switch instead of two, and no pass through the loop.
         """
         if not (self._inbox or self._calls or self.ticks % _FAIRNESS_TICKS == 0
                 or self.sched._rng is not None
@@ -165,15 +164,17 @@ class LWP:
                 self.ticks += 1
                 self.current = t
                 t._state = RUNNING  # benign unlocked write: wakers only act on PARKED
-                return t._glet.switch()
+                t._glet.switch()
+                return
             if self._newq and not runq and self._spare:
                 # Only a spare: greenlet gives a new greenlet the recursion
                 # depth of whoever first switches to it, so new greenlets are
                 # made by the hub, at its shallow depth, never from a thread.
-                started = self._take_new()
-                if started is not None:
-                    return started[0].switch(started[1])
-        return self.hub.switch()
+                g = self._take_new()
+                if g is not None:
+                    g.switch()
+                    return
+        self.hub.switch()
 
     def wait_fd(self, fd, write, timeout):
         return self._poller.wait(fd, write, timeout)
@@ -240,15 +241,16 @@ class LWP:
         self.current = None
 
     def _start_next(self):
-        started = self._take_new()
-        if started is not None:
-            started[0].switch(started[1])
+        g = self._take_new()
+        if g is not None:
+            g.switch()
             self.current = None
 
     def _take_new(self):
-        """Pop the next new thread and give it a greenlet: (greenlet, thread) or None.
+        """Pop the next new thread, make it current, and return its greenlet (or None).
 
-        The caller switches to the greenlet, passing the thread.  A recycled
+        The caller switches to the greenlet with no arguments (greenlet keeps a
+        fresh greenlet's start arguments alive); the worker reads ``current``.  A recycled
         greenlet keeps the stack it parked with and gets a fresh, empty
         ``contextvars`` context, as a new thread would.
         """
@@ -268,11 +270,12 @@ class LWP:
         self.threads_run += 1
         self.ticks += 1
         self.current = t
-        return g, t
+        return g
 
-    def _worker(self, t):
+    def _worker(self):
         """Body of a worker greenlet: run threads one after another, recycled."""
         while True:
+            t = self.current
             t._run()
             del self._live[t]
             t._glet = None
@@ -280,7 +283,7 @@ class LWP:
             if len(self._spare) >= _SPARE_GREENLETS:
                 return
             self._spare.append(greenlet.getcurrent())
-            t = self.park_current()
+            self.park_current()
 
     def _drain_inbox(self):
         with self._lock:
