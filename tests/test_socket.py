@@ -833,11 +833,8 @@ assert lwp.run(main, lwps=1) == [b"x"] * 200
 """
 
 
-@pytest.mark.xfail(reason="core: LWP.park_current starts the next new thread's greenlet from "
-                   "the parking thread's stack, so it inherits that recursion depth; a chain of "
-                   "up to _FAIRNESS_TICKS parks exhausts the recursion limit and kills the LWP",
-                   strict=False)
 def test_many_threads_parking_deep_in_the_stack():
+    """New threads once inherited the parking thread's recursion depth (fixed in the core)."""
     import subprocess
 
     # In a child process: the failure kills an LWP's kernel thread.
