@@ -258,10 +258,19 @@ def plots(bench, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    origin = bench_origin(bench) + f", load avg {bench['machine']['loadavg'].split()[0]}"
+    origin = bench_origin(bench) + f", load average {bench['machine']['loadavg']} at start"
     colors = {"lwp": "#1f77b4", "lwp lwps=1": "#6baed6", "gevent": "#2ca02c", "asyncio": "#ff7f0e",
               "uvloop": "#d62728", "trio": "#9467bd", "threading": "#7f7f7f",
               "greenlet switch": "#bcbd22"}
+
+    def color(label):
+        if label in colors:
+            return colors[label]
+        if label.startswith("lwp"):
+            return colors["lwp lwps=1"]
+        if label.startswith("gevent"):
+            return colors["gevent"]
+        return colors["threading"]
 
     def bars(ax, name, log=False):
         case = bench["cases"][name]
@@ -269,7 +278,7 @@ def plots(bench, out):
                  if r["status"] == "ok" and r["median"] is not None]
         labels = [label for label, _ in items]
         values = [v for _, v in items]
-        ax.barh(labels, values, color=[colors.get(x, "#555555") for x in labels])
+        ax.barh(labels, values, color=[color(x) for x in labels])
         ax.invert_yaxis()
         if log:
             ax.set_xscale("log")
