@@ -36,7 +36,7 @@ DEVICES = ("parallel", "single", "single-yield")
 def fmt(value):
     """About three significant digits, as the benchmark's own table prints them."""
     if value is None:
-        return "-"
+        return "n/a"  # not "-": alone in a list-table cell it would become a bullet
     if abs(value) >= 100:
         return f"{value:,.0f}"
     if abs(value) >= 10:
@@ -46,13 +46,13 @@ def fmt(value):
 
 def fmt_ratio(ratio):
     if ratio is None:
-        return "-"
+        return "n/a"
     return f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
 
 
 def spread(samples, median):
     if median in (None, 0) or len(samples) < 2:
-        return "-"
+        return "n/a"
     return f"{(max(samples) - min(samples)) / median:.0%}"
 
 
@@ -154,11 +154,11 @@ def costs_table(bench, procs):
 
     def b(case, label):
         r = c.get(case, {}).get("results", {}).get(label)
-        return fmt(r["median"]) if r and r["status"] == "ok" else "-"
+        return fmt(r["median"]) if r and r["status"] == "ok" else "n/a"
 
     def p(case):
         r = procs["cases"].get(case)
-        return fmt(r["median"]) if r else "-"
+        return fmt(r["median"]) if r else "n/a"
 
     bm, pm = bench["machine"], procs["machine"]
     rows = [
@@ -228,7 +228,7 @@ def throughput_table(tp):
         row = [str(w)]
         for device in DEVICES:
             p = by.get((device, w))
-            row += [f"{p['measured']:.0f}", f"{p['model']:.0f}"] if p else ["-", "-"]
+            row += [f"{p['measured']:.0f}", f"{p['model']:.0f}"] if p else ["n/a", "n/a"]
         rows.append(row)
     header = ["W"] + [f"{d} {what}" for d in DEVICES for what in ("measured", "model")]
     x, y = tp["X"] * 1000, tp["Y"] * 1000
@@ -315,9 +315,12 @@ def plots(bench, out):
 
     servers = [n for n in ("echo_100", "echo_1000", "http_raw", "http_wsgi") if n in bench["cases"]]
     if servers:
-        fig, axes = plt.subplots(1, len(servers), figsize=(3.3 * len(servers), 3.4), squeeze=False)
-        for ax, name in zip(axes[0], servers):
+        rows = (len(servers) + 1) // 2
+        fig, axes = plt.subplots(rows, 2, figsize=(10, 3.0 * rows + 0.6), squeeze=False)
+        for ax, name in zip(axes.flat, servers):
             bars(ax, name)
+        for ax in list(axes.flat)[len(servers):]:
+            ax.set_visible(False)
         save(fig, "bench-servers.png", "Servers under load, server on one core (python -m lwp.bench)")
 
 
