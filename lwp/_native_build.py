@@ -7,11 +7,19 @@
 #
 # Programs import lwp._native (through lwp._core.native), never this module.
 import os
+import sys
 import sysconfig
 
-from cffi import FFI
-
 _here = os.path.dirname(os.path.abspath(__file__))
+
+if __name__ == "__main__":
+    # Run as a script, this file's directory (lwp/) is first on sys.path, where
+    # lwp/select.py, lwp/socket.py ... would shadow the standard modules that
+    # cffi and setuptools import.
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+
+from cffi import FFI  # after the sys.path fix above
+
 _root = os.path.dirname(_here)
 _csrc = os.path.join(_root, "csrc")
 
