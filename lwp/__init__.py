@@ -6,14 +6,14 @@ socket, a sleep) parks and its LWP runs the others.  See the documentation in
 ``docs/`` for the concepts and the design.
 """
 
-from . import dns, files, upcalls
+from . import channel, dns, files, upcalls
 from ._core.activation import blocking
 from ._core.exceptions import Cancelled, InvalidStateError
 from ._core.park import checkpoint
 from ._core.scheduler import Scheduler, configure, current, dump, run, spawn, stats
 from ._core.thread import ExceptHookArgs, GreenThread, excepthook
 from ._core.timeout import Timeout, sleep
-from .channel import CLOSED, Channel, ChannelClosed, select
+from .channel import CLOSED, Channel, ChannelClosed  # select: lwp.channel.select (lwp.select is the module)
 from .files import open
 from .local import local
 from .queue import Empty, Full, LifoQueue, PriorityQueue, Queue, SimpleQueue
@@ -23,7 +23,7 @@ from .sync import (Barrier, BoundedSemaphore, BrokenBarrierError, Condition, Eve
 __version__ = "0.1.0"
 
 __all__ = [
-    "CLOSED", "Channel", "ChannelClosed", "select",
+    "CLOSED", "Channel", "ChannelClosed", "channel",
     "Barrier", "BoundedSemaphore", "BrokenBarrierError", "Cancelled", "Condition", "Empty",
     "Event", "ExceptHookArgs", "Full", "GreenThread", "InvalidStateError", "LifoQueue", "Lock",
     "PriorityQueue", "Queue", "RLock", "Scheduler", "Semaphore", "SimpleQueue", "Timeout",

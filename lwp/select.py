@@ -19,15 +19,11 @@ answer is always the standard call's own, made with a zero timeout.
 In a plain OS thread these are the standard blocking calls.  Two green
 threads of one LWP may not wait on the same :class:`epoll` object at once.
 
-Name clash: ``lwp.select`` is also the channel select (:func:`lwp.channel.select`),
-exported by the package.  Importing this module rebinds the package attribute
-``lwp.select`` to the module, so the module is callable: ``lwp.select(*cases,
-...)`` still performs a channel select.
+The channel select is :func:`lwp.channel.select`: the package exports no
+``select`` of its own, so ``lwp.select`` is always this module.
 """
 
 import select as _std
-import sys as _sys
-import types as _types
 from select import *  # noqa: F401,F403 - the drop-in re-exports the standard module
 from time import monotonic as _monotonic
 
@@ -243,14 +239,3 @@ class epoll:
             if events:
                 return events
 
-
-class _CallableModule(_types.ModuleType):
-    """This module, callable as the channel select it shadows in the package."""
-
-    def __call__(self, *cases, **kwargs):
-        from .channel import select as channel_select
-
-        return channel_select(*cases, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule

@@ -20,5 +20,14 @@ def test_public_modules_define_all():
 
     for name in ("lwp.sync", "lwp.queue", "lwp.local", "lwp.channel"):
         mod = importlib.import_module(name)  # lwp.local the attribute is the class
-        for name in mod.__all__:
+        for name in set(mod.__all__) - {"select"}:
             assert getattr(lwp, name) is getattr(mod, name), name
+
+
+def test_select_module_is_not_shadowed():
+    """lwp.select is the cooperative select module; the channel select is lwp.channel.select."""
+    import importlib
+
+    module = importlib.import_module("lwp.select")
+    assert module.select is not lwp.channel.select
+    assert lwp.select is module and not callable(module)
