@@ -738,7 +738,11 @@ def test_monkey_patched_socket_module():
 
     import lwp.monkey as monkey
 
-    monkey.patch_socket()
+    import warnings
+
+    with warnings.catch_warnings():  # a class of an already imported module (ssl.SSLSocket)
+        warnings.simplefilter("ignore", monkey.MonkeyPatchWarning)  # may subclass the original
+        monkey.patch_socket()
     try:
         assert std.socket is socket.socket and std.create_connection is socket.create_connection
 
