@@ -88,8 +88,8 @@ one CPython version (full C API, not abi3).
 
 On 3.12 ``sys.settrace`` is built on ``sys.monitoring``: while one thread is
 armed, every code object in the interpreter is instrumented for the legacy
-trace events and the *other* threads pay a callback per line (they run about
-half as fast).  That lasts from the overrun to the next safe point, usually
+trace events and the *other* threads pay a callback per line (measured: pure
+Python loops run two to three times slower).  That lasts from the overrun to the next safe point, usually
 well under a millisecond.  A hook still armed at the next monitor sample means
 the thread is outside Python (in C, or blocked) or got no CPU: on 3.12 it is
 removed then and armed again after 1, 2, 4 ... up to 64 samples, so a thread
@@ -107,6 +107,10 @@ They keep working; preemption steps aside.
   counts the overrun in ``preempt_hook_busy`` (``lwp.stats()``), logs it once
   per LWP on the ``lwp.preempt`` logger, and :func:`status` says so.  A tool
   that installs its trace function while the hook is armed simply replaces it.
+  Debuggers that trace every thread (debugpy/pydevd) turn preemption off
+  everywhere while attached; ``pdb`` only on the LWP it runs in; coverage
+  (which needs ``--concurrency=greenlet`` for any greenlet program) on every
+  LWP it traces.
 * Profilers (``sys.setprofile``, ``cProfile``) use the other slot and do not
   block preemption; they see the preempted thread's switch to the scheduler
   as calls, as they see any switch.
@@ -157,8 +161,8 @@ _STAY, _DISARM, _PREEMPT = 0, 1, 2
 _ARMED, _ALREADY, _BUSY, _NO_THREAD = 0, 1, 2, 3
 
 # On 3.12 sys.settrace is built on sys.monitoring: an armed hook instruments the
-# code of every thread (other threads then run about half as fast), not only
-# the hooked one's.
+# code of every thread (other threads then run two to three times slower), not
+# only the hooked one's.
 _ARMING_IS_GLOBAL = sys.version_info >= (3, 12)
 
 
