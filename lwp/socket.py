@@ -88,7 +88,7 @@ class socket(_std_socket):
     and applied to the cooperative waits.
     """
 
-    __slots__ = ("_timeout",)
+    __slots__ = ("_timeout", "_parked")
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         if fileno is None:
@@ -101,6 +101,7 @@ class socket(_std_socket):
             type |= _SOCK_NONBLOCK  # born non-blocking: no fcntl (Linux)
         super().__init__(family, type, proto, fileno)
         self._timeout = getdefaulttimeout()
+        self._parked = False  # set once a green thread has waited on it: see _real_close
         if fileno is not None or not _SOCK_NONBLOCK:
             _ss.settimeout(self, 0.0)
 
@@ -151,6 +152,7 @@ class socket(_std_socket):
                 raise _timed_out()
         lwp = _current_lwp()
         if lwp is not None and lwp.current is not None:
+            self._parked = True
             ready = lwp.wait_fd(fd, write, remaining)  # few frames: see _io
         else:
             ready = (_wait_writable if write else _wait_readable)(fd, remaining)
@@ -178,6 +180,8 @@ class socket(_std_socket):
         deadline = None if timeout is None else _monotonic() + timeout
         lwp = _current_lwp()
         green = lwp is not None and lwp.current is not None
+        if green:
+            self._parked = True
         while True:
             fd = _ss.fileno(self)
             if fd < 0:
@@ -399,8 +403,11 @@ class socket(_std_socket):
 
     def _real_close(self, _ss=_ss):
         fd = _ss.fileno(self)
-        if fd >= 0:
-            _fd_closing(fd)  # threads parked on it wake with EBADF
+        if fd >= 0 and self._parked:
+            # Threads parked on it wake with EBADF.  Skipped for a socket no green
+            # thread ever waited on: no LWP watches it, and telling every LWP
+            # costs a cross-thread wake-up each.
+            _fd_closing(fd)
         _ss.close(self)
 
 

@@ -71,6 +71,7 @@ class SSLSocket(_StdSSLSocket, _lwp_socket.socket):
         self = cls.__new__(cls, **kwargs)
         _lwp_socket.socket.__init__(self, **kwargs)
         timeout = sock.gettimeout()
+        self._parked = getattr(sock, "_parked", False)  # an LWP may still watch the fd
         sock.detach()
         self._context = context
         self._session = session
