@@ -34,6 +34,10 @@ Limits: two green threads of the same LWP may not wait to read (or to write)
 the same socket at the same time (the second gets :class:`RuntimeError`); a
 socket handed to a C library that calls the descriptor directly sees a
 non-blocking descriptor; ``detach()`` leaves the descriptor non-blocking.
+``close`` wakes the threads parked in this object's methods; a thread parked
+on the same descriptor by other means (``lwp.os.read``, ``wait_readable``) is
+woken only if one of those methods has parked too (telling every LWP about
+every close would cost each close a cross-thread wake-up per LWP).
 """
 
 import errno as _errno
