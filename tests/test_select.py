@@ -280,13 +280,8 @@ def test_epoll_fromfd_and_os_thread():
             ep.__enter__()
 
 
-def test_the_package_attribute_still_selects_channels():
-    """``lwp.select`` names the channel select too: importing this module rebinds the
-    package attribute to the module, which is callable for that reason."""
-    def main():
-        ch = lwp.Channel(1)
-        ch.send(5)
-        return lwp.select(ch.recv_case(), timeout=1)
 
-    assert lwp.run(main, lwps=1) == (0, 5)
-    assert lwp.select is select
+def test_lwp_select_is_this_module():
+    """The package exports no ``select`` of its own: the channel select is lwp.channel.select."""
+    assert lwp.select is select and not callable(select)
+    assert select.select is not lwp.channel.select
