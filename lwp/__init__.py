@@ -10,6 +10,7 @@ from . import channel, dns, files, upcalls
 from ._core.activation import blocking
 from ._core.exceptions import Cancelled, InvalidStateError
 from ._core.park import checkpoint
+from ._core.preempt import no_preempt
 from ._core.scheduler import Scheduler, configure, current, dump, run, spawn, stats
 from ._core.thread import ExceptHookArgs, GreenThread, excepthook
 from ._core.timeout import Timeout, sleep
@@ -27,6 +28,6 @@ __all__ = [
     "Barrier", "BoundedSemaphore", "BrokenBarrierError", "Cancelled", "Condition", "Empty",
     "Event", "ExceptHookArgs", "Full", "GreenThread", "InvalidStateError", "LifoQueue", "Lock",
     "PriorityQueue", "Queue", "RLock", "Scheduler", "Semaphore", "SimpleQueue", "Timeout",
-    "blocking", "checkpoint", "configure", "current", "dump", "excepthook", "local", "open", "run", "sleep",
+    "blocking", "checkpoint", "configure", "no_preempt", "current", "dump", "excepthook", "local", "open", "run", "sleep",
     "spawn", "stats", "dns", "files", "upcalls",
 ]

@@ -29,12 +29,26 @@ def test_python_hog_moves_new_threads_but_gets_no_compensation():
         return [t.join(5) for t in queued], len(lwp.stats())
 
     try:
-        where, nlwps = lwp.run(main, lwps=2)
+        where, nlwps = lwp.run(main, lwps=2, time_slice=0)  # no preemption: moving is the help
     finally:
         unsubscribe()
     assert ("lwp_blocked", None) in seen
     assert ("lwp_added", "compensating") not in seen and nlwps == 2
     assert set(where) == {1}  # moved off the hogging LWP 0 and run meanwhile
+
+
+@pytest.mark.skipif(not lwp._core.preempt.available(), reason="preemption unavailable here")
+def test_python_hog_keeps_its_new_threads_when_preempted():
+    def main():
+        queued = [lwp.spawn(lambda: lwp._core.park.current_lwp().index) for _ in range(4)]
+        end = time.monotonic() + 0.2
+        x = 0
+        while time.monotonic() < end:
+            x += 1
+        return [t.join(5) for t in queued], lwp.stats()[0]["preemptions"]
+
+    where, preemptions = lwp.run(main, lwps=2)
+    assert set(where) == {0} and preemptions >= 1  # run on LWP 0 between slices
 
 
 def test_blocked_c_call_gets_compensation():

@@ -85,6 +85,8 @@ class LWP:
         self.parked_time = 0.0
         self.busy_since = None    # monotonic time the hub last woke up, None while parked
         self.stalled_since = None  # set and cleared by the monitor
+        self.preemptions = 0       # written by this LWP's own kernel thread (preempt.py)
+        self.preempt_hook_busy = 0  # slices overrun while a tracer held the hook
     def __repr__(self):
         return f"<LWP-{self.index} {self.kind} live={len(self._live)} queued={len(self._runq)}>"
 
@@ -351,6 +353,8 @@ class LWP:
             "parked_time": round(self.parked_time, 6),
             "live": len(self._live),
             "queued": len(self._runq) + len(self._newq),
+            "preemptions": self.preemptions,
+            "preempt_hook_busy": self.preempt_hook_busy,
         }
 
     def threads(self):

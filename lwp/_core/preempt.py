@@ -338,7 +338,7 @@ class _Hook:
         t = lwp.current
         with lwp._lock:
             t._state = RUNNABLE
-        lwp.preemptions = getattr(lwp, "preemptions", 0) + 1
+        lwp.preemptions += 1
         # A zero-delay timer, not a plain append to the run queue: the hub fires
         # timers in time order, so threads whose sleep or timeout expired while
         # this one ran get in line before it does.
@@ -455,7 +455,7 @@ def arm(lwp):
         return False
     if rc == _BUSY and hook.busy_ticks != ticks:
         hook.busy_ticks = ticks
-        lwp.preempt_hook_busy = getattr(lwp, "preempt_hook_busy", 0) + 1
+        lwp.preempt_hook_busy += 1
         if lwp.preempt_hook_busy == 1:
             log.info("LWP-%d: another trace function (a debugger, coverage, sys.settrace) "
                      "holds the hook of its kernel thread; its threads are not preempted "
@@ -481,5 +481,4 @@ def status(lwp):
 
 def counters(lwp):
     """``{"preemptions": n, "preempt_hook_busy": n}`` for ``lwp`` (for ``LWP.stats``)."""
-    return {"preemptions": getattr(lwp, "preemptions", 0),
-            "preempt_hook_busy": getattr(lwp, "preempt_hook_busy", 0)}
+    return {"preemptions": lwp.preemptions, "preempt_hook_busy": lwp.preempt_hook_busy}

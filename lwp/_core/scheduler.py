@@ -112,7 +112,7 @@ import warnings
 from _thread import allocate_lock
 import weakref
 
-from . import fork, park, upcalls  # noqa: F401 - fork registers its at-fork hook
+from . import fork, park, preempt, upcalls  # noqa: F401 - fork registers its at-fork hook
 from .activation import Activations
 from .exceptions import Cancelled
 from .lwp import LWP
@@ -147,12 +147,15 @@ class Scheduler:
     bound ones included (default ``max(lwps, 256)``).  ``stall_threshold``:
     seconds without a switch after which the monitor calls an LWP stalled
     (default ``$LWP_STALL_MS`` ms, 5).  ``retire_after``: idle seconds after
-    which a compensating LWP retires.  ``monitor=False`` runs without the
-    monitor (no stall detection, no compensation).
+    which a compensating LWP retires.  ``time_slice``: seconds a green thread
+    may run Python without a scheduling point before it is preempted (default
+    ``$LWP_SLICE_MS`` ms, 10; 0 turns preemption off; see
+    :mod:`lwp._core.preempt`).  ``monitor=False`` runs without the monitor (no
+    stall detection, no compensation, no preemption).
     """
 
     def __init__(self, lwps=None, *, seed=None, name="lwp", max_lwps=None, stall_threshold=None,
-                 retire_after=1.0, monitor=True):
+                 retire_after=1.0, monitor=True, time_slice=None):
         n = default_lwps() if lwps is None else _check_lwps(lwps)
         self.configured_lwps = n
         self.max_lwps = max(n, 256) if max_lwps is None else _check_lwps(max_lwps)
@@ -180,7 +183,7 @@ class Scheduler:
         self.monitor = None
         if monitor:  # made (and its options checked) before any kernel thread starts
             self.monitor = Monitor(self, default_threshold() if stall_threshold is None
-                                   else stall_threshold)
+                                   else stall_threshold, time_slice=time_slice)
         for _ in range(n):
             self._add_lwp("pooled")
         if self.monitor is not None:
@@ -310,12 +313,24 @@ class Scheduler:
         """The monitor saw ``lwp`` stuck: move its unstarted threads away."""
         if upcalls.active():
             upcalls.emit("lwp_blocked", lwp=lwp, thread=lwp.current, stalled_for=stalled_for)
-        self._move_new_threads(lwp, compensate=False)
+        if not self._preempting():
+            self._move_new_threads(lwp, compensate=False)
 
     def lwp_still_blocked(self, lwp, running_python):
         """Monitor, each sample while ``lwp`` stays stuck: keep its queue moving,
-        and compensate if it is blocked outside Python (see monitor.py)."""
+        and compensate if it is blocked outside Python (see monitor.py).
+
+        A thread running Python is preempted when slices are on: its LWP's
+        other threads then run there in turn, which beats moving them to an
+        LWP where they would fight it for the GIL at every blocking call.
+        """
+        if running_python and self._preempting():
+            return
         self._move_new_threads(lwp, compensate=not running_python)
+
+    def _preempting(self):
+        return (self.monitor is not None and self.monitor.time_slice > 0
+                and bool(preempt.available()))
 
     def _move_new_threads(self, lwp, compensate):
         if lwp.kind == "bound" or self._closing:
@@ -431,7 +446,8 @@ def configure(**options):
 
     The default scheduler serves ``lwp.spawn`` called outside ``lwp.run``.
     ``options`` are :class:`Scheduler`'s keyword arguments (``lwps``, ``seed``,
-    ``max_lwps``, ``stall_threshold``, ``retire_after``, ``monitor``); they are
+    ``max_lwps``, ``stall_threshold``, ``retire_after``, ``monitor``,
+    ``time_slice``); they are
     checked now.  Raises RuntimeError once the default scheduler has started.
     """
     import inspect
@@ -486,7 +502,7 @@ def spawn(fn, /, *args, name=None, bound=False, **kwargs):
 
 
 def run(main, /, *args, lwps=None, seed=None, max_lwps=None, stall_threshold=None,
-        retire_after=1.0, monitor=True, **kwargs):
+        retire_after=1.0, monitor=True, time_slice=None, **kwargs):
     """Run ``main(*args, **kwargs)`` on a fresh scheduler and return its result.
 
     Like :func:`asyncio.run`: the scheduler starts with ``lwps`` LWPs, ``main``
@@ -496,12 +512,13 @@ def run(main, /, *args, lwps=None, seed=None, max_lwps=None, stall_threshold=Non
     blocks run.  Cannot be called from a green thread.
 
     Scheduler options (keyword-only; see :class:`Scheduler`): ``lwps``,
-    ``seed``, ``max_lwps``, ``stall_threshold``, ``retire_after``, ``monitor``.
+    ``seed``, ``max_lwps``, ``stall_threshold``, ``retire_after``, ``monitor``,
+    ``time_slice``.
     """
     if park.current_lwp() is not None:
         raise RuntimeError("lwp.run() cannot be called from a green thread")
     sched = Scheduler(lwps, seed=seed, max_lwps=max_lwps, stall_threshold=stall_threshold,
-                      retire_after=retire_after, monitor=monitor)
+                      retire_after=retire_after, monitor=monitor, time_slice=time_slice)
     try:
         return _join_interruptibly(sched.spawn(main, args, kwargs, name="main"))
     finally:
@@ -530,7 +547,10 @@ def stats():
     Keys: ``lwp`` (index), ``kind`` (pooled, compensating, bound),
     ``threads_run``, ``switches``, ``steals`` (threads this LWP took from
     others), ``remote_wakeups`` (wake-ups that came from other kernel threads),
-    ``parked_time`` (seconds asleep in epoll), ``live`` and ``queued``.
+    ``parked_time`` (seconds asleep in epoll), ``live``, ``queued``,
+    ``preemptions`` (threads suspended at a safe point after a full time
+    slice) and ``preempt_hook_busy`` (overruns not preempted because a
+    debugger, profiler or coverage held the trace hook).
     Empty when no scheduler is running.
     """
     lwp = park.current_lwp()
