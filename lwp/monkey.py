@@ -111,14 +111,21 @@ def _rebind_elsewhere(replaced, module_name):
     return suspects
 
 
+# Subclasses of an original that are right to keep it: asyncio's running-loop
+# holder is per kernel thread by design (an event loop lives in one).
+_MEANT_PER_KERNEL_THREAD = {("asyncio.events", "_RunningLoop")}
+
+
 def _warn_about(suspects):
     for modname, key, cls, original in suspects:
         module = sys.modules.get(modname)
-        if getattr(module, key, None) is not cls:
-            continue  # replaced meanwhile (patch_ssl replaces ssl.SSLSocket, say)
+        if getattr(module, key, None) is not cls or (modname, key) in _MEANT_PER_KERNEL_THREAD:
+            continue  # replaced meanwhile (patch_ssl replaces ssl.SSLSocket, say), or meant
+        effect = ("keeps one value per kernel thread, shared by the green threads of an LWP"
+                  if original in ("threading.local", "threading._local") else "it will block its LWP")
         warnings.warn(
-            f"{modname}.{key} subclasses the blocking {original}, which it captured before "
-            f"lwp.monkey patched it; it will block its LWP. Patch before importing {modname}.",
+            f"{modname}.{key} subclasses {original}, which it captured before lwp.monkey "
+            f"patched it; {effect}. Patch before importing {modname}.",
             MonkeyPatchWarning, stacklevel=3)
 
 

@@ -5,6 +5,7 @@ import sys
 import threading
 import time
 import types
+import warnings
 
 import pytest
 
@@ -186,3 +187,23 @@ def test_patch_all_covers_available_modules():
     import socket
 
     assert socket.socket is lwp.socket.socket
+
+
+def test_asyncio_running_loop_holder_is_not_warned_about():
+    import asyncio  # noqa: F401 - asyncio.events._RunningLoop subclasses threading.local
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", monkey.MonkeyPatchWarning)
+        monkey.patch_threading()
+
+
+def test_threading_local_subclass_warning_says_what_happens():
+    late = types.ModuleType("late_local")
+    exec("import threading\nclass Mine(threading.local):\n    pass\n", late.__dict__)
+    late.Mine.__module__ = "late_local"
+    sys.modules["late_local"] = late
+    try:
+        with pytest.warns(monkey.MonkeyPatchWarning, match="one value per kernel thread"):
+            monkey.patch_threading()
+    finally:
+        del sys.modules["late_local"]
