@@ -207,3 +207,9 @@ def test_threading_local_subclass_warning_says_what_happens():
             monkey.patch_threading()
     finally:
         del sys.modules["late_local"]
+
+
+def test_blocking_works_after_patching_threading():
+    """The activation pool's Condition was looked up at run time: patched, it hung."""
+    monkey.patch_threading()
+    assert lwp.run(lambda: lwp.blocking(lambda: "done"), lwps=1) == "done"

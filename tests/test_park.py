@@ -119,3 +119,16 @@ def test_cross_lwp_wakeups_racing_with_park():
         assert lwp.run(main, lwps=1) == 20_000
     finally:
         sys.setswitchinterval(old)
+
+
+def test_waiter_used_after_another_park_raises():
+    """Parking elsewhere between waiter() and wait() once stole the wake-up: now an error."""
+    def main():
+        w = park.waiter()
+        lwp.sleep(0.001)  # parks on a waiter of its own
+        try:
+            w.wait(1)
+        except RuntimeError as e:
+            return str(e)
+
+    assert "waited on before" in lwp.run(main, lwps=1)

@@ -22,8 +22,8 @@ not yet taken by a Python activation thread is not run at all.
 """
 
 import os
-import threading
-from _thread import allocate_lock
+from _thread import allocate_lock, start_new_thread
+from threading import Condition as _Condition  # the real one: bound before lwp.monkey runs
 from collections import deque
 
 from . import park
@@ -95,7 +95,7 @@ class Activations:
             self._native.close()
 
     def stats(self):
-        return {"python_threads": len(self._python._threads),
+        return {"python_threads": self._python._nthreads,
                 "native_threads": self._native.size if self._native is not None else 0}
 
 
@@ -126,12 +126,19 @@ class _Job:
 
 
 class _PythonActivations:
-    """A pool of Python kernel threads, grown on demand, shrunk when idle."""
+    """A pool of Python kernel threads, grown on demand, shrunk when idle.
+
+    ``submit`` never waits: it is called between making a waiter and waiting
+    on it, where the calling green thread must not park (see park.py).  So the
+    threads are started with ``_thread.start_new_thread``, which returns at
+    once, not with ``threading.Thread.start``, which waits for the new thread
+    (on an lwp Event, once ``lwp.monkey`` has patched ``threading``).
+    """
 
     def __init__(self, max_threads):
-        self._cond = threading.Condition(allocate_lock())
+        self._cond = _Condition(allocate_lock())
         self._jobs = deque()
-        self._threads = set()
+        self._nthreads = 0     # under _cond
         self._running = set()  # jobs being run, under _cond (failed at fork)
         self._idle = 0
         self._max = max_threads
@@ -145,41 +152,39 @@ class _PythonActivations:
             if self._idle > len(self._jobs) - 1:
                 self._cond.notify()
                 return
-            if len(self._threads) < self._max:
-                t = threading.Thread(target=self._worker, name="lwp-activation", daemon=True)
-                self._threads.add(t)
-                t.start()
+            if self._nthreads < self._max:
+                self._nthreads += 1
+                start_new_thread(self._worker, ())
 
     def _worker(self):
-        me = threading.current_thread()
-        while True:
-            with self._cond:
+        with self._cond:
+            while True:
                 while not self._jobs and not self._closed:
                     self._idle += 1
                     woke = self._cond.wait(PYTHON_IDLE_EXIT)
                     self._idle -= 1
                     if not woke and not self._jobs:
-                        self._threads.discard(me)
-                        return
+                        break
                 if not self._jobs:
-                    self._threads.discard(me)
-                    return
+                    break
                 job = self._jobs.popleft()
                 self._running.add(job)
-            try:
-                job()
-            except BaseException as e:  # noqa: B036
-                report_unraisable(e, job, "Exception in an lwp activation thread")
-            with self._cond:
-                self._running.discard(job)
+                self._cond.release()
+                try:
+                    job()
+                except BaseException as e:  # noqa: B036
+                    report_unraisable(e, job, "Exception in an lwp activation thread")
+                finally:
+                    self._cond.acquire()
+                    self._running.discard(job)
+            self._nthreads -= 1
+            self._cond.notify_all()
 
     def close(self, timeout):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            threads = list(self._threads)
-        for t in threads:
-            t.join(timeout)
+            self._cond.wait_for(lambda: self._nthreads == 0, timeout)
 
 
 def blocking(fn, /, *args, **kwargs):

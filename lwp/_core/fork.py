@@ -22,6 +22,8 @@ import errno
 import os
 import threading
 from _thread import allocate_lock
+from threading import Event as _Event  # the real ones: bound before lwp.monkey runs
+from threading import Semaphore as _Semaphore
 
 from . import park
 
@@ -100,8 +102,8 @@ def _rebuild(sched, here):
     sched._bound = [here] if here.kind == "bound" else []
     sched._created = [here]
     sched._running_lwps = 1
-    sched._started = threading.Semaphore(0)
-    sched._all_stopped = threading.Event()
+    sched._started = _Semaphore(0)
+    sched._all_stopped = _Event()
     sched.activations = Activations(sched)
     while len(sched._pool) < sched.configured_lwps:
         sched._add_lwp("pooled")

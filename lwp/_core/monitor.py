@@ -49,6 +49,7 @@ import sys
 import threading
 import time
 import traceback
+from threading import Event as _Event  # the real one: bound before lwp.monkey runs
 
 from . import preempt
 
@@ -81,7 +82,7 @@ class Monitor:
         self._where = {}      # stalled lwp -> its last _position()
         self._logged = set()  # stalled LWPs already logged for this stall
         self._last_log = -log_every
-        self._stop = threading.Event()
+        self._stop = _Event()
         self._last_check = None  # time of the previous sample
         self._seen = {}     # lwp -> (ticks, monotonic time they last changed)
         self._backlog = {}  # lwp -> threads_run when a backlog was last seen, else None

@@ -80,6 +80,9 @@ class GreenWaiter:
 
     def wait(self, timeout=None):
         t = self.thread
+        if t._park_seq != self.seq:
+            raise RuntimeError("a waiter must be waited on before its thread waits on anything "
+                               "else: this one's thread has parked since it was made")
         lwp = t._lwp
         timer = None if timeout is None else lwp.call_later(timeout, self.wake, TIMED_OUT)
         parking = False

@@ -110,6 +110,8 @@ import threading
 import traceback
 import warnings
 from _thread import allocate_lock
+from threading import Event as _Event  # the real ones: bound before lwp.monkey runs
+from threading import Semaphore as _Semaphore
 import weakref
 
 from . import fork, park, preempt, upcalls  # noqa: F401 - fork registers its at-fork hook
@@ -175,9 +177,9 @@ class Scheduler:
         self._bound = []
         self._created = []              # every LWP ever started, to join at shutdown
         self._next_index = 0
-        self._started = threading.Semaphore(0)
+        self._started = _Semaphore(0)
         _schedulers.add(self)
-        self._all_stopped = threading.Event()
+        self._all_stopped = _Event()
         self._running_lwps = 0
         self.activations = Activations(self)
         self.monitor = None
