@@ -3,51 +3,13 @@
 import os
 import tempfile
 import threading
-import time
 
 import pytest
 
+from helpers import N_TICKS, progress_while, settle
 import lwp
 import lwp.os as los
 import lwp.socket as socket
-
-N_TICKS = 10
-
-
-def start_ticker():
-    ticks = [0]
-
-    def tick():
-        while True:
-            ticks[0] += 1
-            lwp.sleep(0.001)
-
-    return ticks, lwp.spawn(tick, name="ticker")
-
-
-def progress_while(block, release):
-    """``block()`` parks until an OS thread calls ``release()`` after N_TICKS ticks of a
-    ticker on the same LWP; returns (block()'s result, ticks seen)."""
-    ticks, ticker = start_ticker()
-
-    def run():
-        deadline = time.monotonic() + 5
-        while ticks[0] < N_TICKS and time.monotonic() < deadline:
-            time.sleep(0.001)
-        release()
-
-    th = threading.Thread(target=run)
-    th.start()
-    try:
-        return block(), ticks[0]
-    finally:
-        th.join(10)
-        ticker.cancel()
-
-
-def settle():
-    for _ in range(3):
-        lwp.sleep(0)
 
 
 @pytest.fixture

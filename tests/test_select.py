@@ -10,22 +10,10 @@ import time
 
 import pytest
 
+from helpers import N_TICKS, settle, start_ticker
 import lwp
 import lwp.select as select
 import lwp.socket as socket
-
-N_TICKS = 10
-
-
-def start_ticker():
-    ticks = [0]
-
-    def tick():
-        while True:
-            ticks[0] += 1
-            lwp.sleep(0.001)
-
-    return ticks, lwp.spawn(tick, name="ticker")
 
 
 def progress_while(block, release):
@@ -47,11 +35,6 @@ def progress_while(block, release):
     finally:
         th.join(10)
         ticker.cancel()
-
-
-def settle():
-    for _ in range(3):
-        lwp.sleep(0)
 
 
 def run1(main):
@@ -278,7 +261,6 @@ def test_epoll_fromfd_and_os_thread():
             assert ep.poll(5) == [(a.fileno(), select.EPOLLIN)]
         with pytest.raises(ValueError):
             ep.__enter__()
-
 
 
 def test_lwp_select_is_this_module():

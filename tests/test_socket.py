@@ -17,10 +17,9 @@ import time
 
 import pytest
 
+from helpers import N_TICKS
 import lwp
 import lwp.socket as socket
-
-N_TICKS = 10
 
 
 # -- helpers ----------------------------------------------------------------------------------

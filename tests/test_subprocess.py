@@ -2,55 +2,18 @@
 
 import os
 import sys
-import threading
 import time
 
 import pytest
 
+from helpers import N_TICKS, progress_while, settle, start_ticker
 import lwp
 import lwp.subprocess as subprocess
 
-N_TICKS = 10
 PY = sys.executable
 READ_STDIN = [PY, "-c", "import sys; sys.stdin.buffer.read()"]  # exits once stdin closes
 CAT = [PY, "-c", "import shutil, sys; shutil.copyfileobj(sys.stdin.buffer, sys.stdout.buffer)"]
 ECHO = [PY, "-c", "import os\nwhile True:\n d = os.read(0, 65536)\n if not d: break\n os.write(1, d)"]
-
-
-def start_ticker():
-    ticks = [0]
-
-    def tick():
-        while True:
-            ticks[0] += 1
-            lwp.sleep(0.001)
-
-    return ticks, lwp.spawn(tick, name="ticker")
-
-
-def progress_while(block, release):
-    """``block()`` parks until an OS thread calls ``release()`` after N_TICKS ticks of a
-    ticker on the same LWP; returns (block()'s result, ticks seen)."""
-    ticks, ticker = start_ticker()
-
-    def run():
-        deadline = time.monotonic() + 5
-        while ticks[0] < N_TICKS and time.monotonic() < deadline:
-            time.sleep(0.001)
-        release()
-
-    th = threading.Thread(target=run)
-    th.start()
-    try:
-        return block(), ticks[0]
-    finally:
-        th.join(10)
-        ticker.cancel()
-
-
-def settle():
-    for _ in range(3):
-        lwp.sleep(0)
 
 
 def run1(main):
