@@ -6,35 +6,13 @@ waits, and an OS thread releases the wait only once it has (5 s at most).
 
 import os
 import threading
-import time
 
 import pytest
 
-from helpers import N_TICKS, settle, start_ticker
+from helpers import N_TICKS, progress_while, settle
 import lwp
 import lwp.select as select
 import lwp.socket as socket
-
-
-def progress_while(block, release):
-    """``block()`` parks until an OS thread calls ``release()`` after N_TICKS ticks of a
-    ticker on the same LWP; returns (block()'s result, ticks seen)."""
-    ticks, ticker = start_ticker()
-
-    def run():
-        deadline = time.monotonic() + 5
-        while ticks[0] < N_TICKS and time.monotonic() < deadline:
-            time.sleep(0.001)
-        release()
-
-    th = threading.Thread(target=run)
-    th.start()
-    try:
-        result = block()
-        return result, ticks[0]
-    finally:
-        th.join(10)
-        ticker.cancel()
 
 
 def run1(main):
