@@ -21,18 +21,13 @@ import time
 from _thread import allocate_lock
 from collections import deque
 
-from ._core.park import TIMED_OUT, waiter
+from ._core.park import waiter
+from .sync import _discard, _hand_off, _wait_for_handoff
 
 Empty = _stdlib.Empty
 Full = _stdlib.Full
 
 __all__ = ["Queue", "LifoQueue", "PriorityQueue", "SimpleQueue", "Empty", "Full"]
-
-
-def _wake_one(waiters):
-    while waiters:
-        if waiters.popleft().wake(True):
-            return
 
 
 def _deadline(block, timeout):
@@ -68,7 +63,7 @@ class Queue(_stdlib.Queue):
                 if self.maxsize <= 0 or self._qsize() < self.maxsize:
                     self._put(item)
                     self.unfinished_tasks += 1
-                    _wake_one(self._getters)
+                    _hand_off(self._getters)
                     return
                 if not block:
                     raise Full
@@ -84,7 +79,7 @@ class Queue(_stdlib.Queue):
             with self.mutex:
                 if self._qsize():
                     item = self._get()
-                    _wake_one(self._putters)
+                    _hand_off(self._putters)
                     return item
                 if not block:
                     raise Empty
@@ -94,29 +89,18 @@ class Queue(_stdlib.Queue):
                 raise Empty
 
     def _wait(self, w, waiters, deadline):
-        """Wait on ``w``; False if the deadline passed.  ``w`` leaves ``waiters`` unless woken."""
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            got = w.wait(remaining)
-        except BaseException:
-            self._forget(w, waiters)
-            if w.late is not None:
-                # An OS thread woken just as a signal handler raised in it: the
-                # wake-up it will not act on goes to the next waiter.
-                with self.mutex:
-                    _wake_one(waiters)
-            raise
-        if got is TIMED_OUT:
-            self._forget(w, waiters)
-            return False
-        return True
+        """Wait on ``w``; False if the deadline passed.  ``w`` leaves ``waiters`` unless woken.
 
-    def _forget(self, w, waiters):
+        A wake-up that reached an OS thread just as a signal handler raised in
+        it goes to the next waiter.
+        """
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return _wait_for_handoff(self.mutex, waiters, w, remaining,
+                                 lambda: self._pass_on(waiters))
+
+    def _pass_on(self, waiters):
         with self.mutex:
-            try:
-                waiters.remove(w)
-            except ValueError:
-                pass
+            _hand_off(waiters)
 
     def task_done(self):
         """Mark one fetched item as processed; see :meth:`queue.Queue.task_done`."""
@@ -141,13 +125,8 @@ class Queue(_stdlib.Queue):
         try:
             w.wait()
         except BaseException:
-            self._forget_joiner(w)
+            _discard(self.mutex, self._joiners, w)
             raise
-
-    def _forget_joiner(self, w):
-        with self.mutex:
-            if w in self._joiners:
-                self._joiners.remove(w)
 
 
 class LifoQueue(Queue, _stdlib.LifoQueue):

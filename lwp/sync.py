@@ -62,18 +62,23 @@ def _wait_for_handoff(mutex, waiters, w, timeout, give_back):
     try:
         got = w.wait(timeout)
     except BaseException:
-        with mutex:
-            if w in waiters:
-                waiters.remove(w)
+        _discard(mutex, waiters, w)
         if w.late is not None:
             give_back()
         raise
     if got is TIMED_OUT:
-        with mutex:
-            if w in waiters:
-                waiters.remove(w)
+        _discard(mutex, waiters, w)
         return False
     return True
+
+
+def _discard(mutex, waiters, w):
+    """Take ``w`` out of ``waiters`` under ``mutex``, unless a waker already did."""
+    with mutex:
+        try:
+            waiters.remove(w)
+        except ValueError:
+            pass
 
 
 def _hand_off(waiters):
@@ -268,9 +273,7 @@ class Condition:
     def _leave(self, w, restore, saved, notified, raising):
         """Forget ``w`` and take the lock back; pass on a notification the
         caller will not see because it is about to raise."""
-        with self._mutex:
-            if w in self._waiters:
-                self._waiters.remove(w)
+        _discard(self._mutex, self._waiters, w)
         try:
             restore(saved)
         except BaseException:
@@ -421,19 +424,12 @@ class Event:
         try:
             got = w.wait(timeout)
         except BaseException:
-            self._forget(w)
+            _discard(self._mutex, self._waiters, w)
             raise
         if got is TIMED_OUT:
-            self._forget(w)
+            _discard(self._mutex, self._waiters, w)
             return self._flag
         return True
-
-    def _forget(self, w):
-        with self._mutex:
-            try:
-                self._waiters.remove(w)
-            except ValueError:
-                pass
 
 
 class Barrier:
