@@ -20,7 +20,6 @@ with the parent.  ``after_fork_in_child`` (registered with
 
 import errno
 import os
-import threading
 from _thread import allocate_lock
 from threading import Event as _Event  # the real ones: bound before lwp.monkey runs
 from threading import Semaphore as _Semaphore

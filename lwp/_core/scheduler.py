@@ -106,7 +106,6 @@ once it owns no thread, and joins the kernel threads.
 import os
 import random
 import sys
-import threading
 import traceback
 import warnings
 from _thread import allocate_lock

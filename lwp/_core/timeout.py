@@ -3,7 +3,7 @@
 from time import sleep as _os_sleep  # bound before lwp.monkey can patch it
 
 from . import park
-from .thread import _check_timeout
+from .thread import _check_timeout, owner_locked
 
 
 def sleep(seconds=0):
@@ -71,8 +71,6 @@ class Timeout(BaseException):
             self._timer.cancel()
         if self.expired and value is not self:
             # Fired after the block's last blocking point: do not leak it out.
-            from .thread import owner_locked
-
             with owner_locked(self._thread):
                 if self._thread._pending_exc is self:
                     self._thread._pending_exc = None
