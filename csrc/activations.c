@@ -21,6 +21,8 @@ struct lwp_cq {
     pthread_mutex_t lock;
     lwp_req *head, *tail;           /* finished, not yet drained */
     int inflight;                   /* submitted, not yet finished */
+    int ready;                      /* finished, not yet drained; written under
+                                     * lock, read atomically without it */
     int notify_fd;
 };
 
@@ -70,6 +72,7 @@ static void push(lwp_cq *cq, lwp_req *req)
     }
     cq->tail = req;
     cq->inflight--;
+    __atomic_store_n(&cq->ready, cq->ready + 1, __ATOMIC_RELEASE);
     check(pthread_mutex_unlock(&cq->lock));
 }
 
@@ -339,8 +342,14 @@ int lwp_cq_drain(lwp_cq *cq, lwp_req **out, int max)
     }
     if (!cq->head)
         cq->tail = NULL;
+    __atomic_store_n(&cq->ready, cq->ready - n, __ATOMIC_RELAXED);
     check(pthread_mutex_unlock(&cq->lock));
     return n;
+}
+
+int lwp_cq_ready(lwp_cq *cq)
+{
+    return __atomic_load_n(&cq->ready, __ATOMIC_ACQUIRE);
 }
 
 int lwp_cq_inflight(lwp_cq *cq)

@@ -31,8 +31,8 @@ def _read(name):
 
 # The declarations come from the real headers, between their markers, so the
 # C and the cdef cannot drift apart.
-_HEADERS = ["activations.h", "preempt.h"]
-_SOURCES = ["activations.c", "preempt.c"]
+_HEADERS = ["activations.h", "activations_py.h", "preempt.h"]
+_SOURCES = ["activations.c", "activations_py.c", "preempt.c"]
 
 
 def _cdef_of(header):
@@ -76,6 +76,7 @@ ffi.set_source(
     """
     #include <netinet/in.h>
     #include "activations.h"
+    #include "activations_py.h"
     #include "preempt.h"
     """,
     # setuptools wants source paths relative to the project root, where it

@@ -10,6 +10,7 @@ import errno
 import gc
 import os
 import select
+import sys
 import socket
 import threading
 import time
@@ -542,3 +543,90 @@ def test_forked_child_neither_uses_nor_joins_inherited_pool(pool, cq, efd):
         time.sleep(0.01)
     assert os.waitstatus_to_exitcode(status) == 0
     assert wait_one(cq, efd).cookie == "parent"
+
+
+# -- the GIL-keeping entry points (csrc/activations_py.c) ---------------------
+
+def test_pending_and_ready_follow_a_request_to_its_drain(pool, cq, efd):
+    assert not cq.pending and cq.wait_ready(0) == 0
+    pool.usleep(cq, "x", 0)
+    assert cq.pending
+    wait_until(lambda: cq.in_flight == 0)
+    assert cq.wait_ready(0) == 1
+    assert cq.pending  # finished, not drained
+    assert [c.cookie for c in cq.drain()] == ["x"]
+    assert not cq.pending and cq.wait_ready(0) == 0
+
+
+def test_wait_ready_resets_the_eventfd_only_when_something_is_ready(pool, cq, efd):
+    os.eventfd_write(efd, 1)            # a wake-up nothing is ready for yet
+    assert cq.wait_ready(1000) == 0
+    assert eventfd_value(efd) == 1      # left alone: it is not a completion's
+    with ActivationPool(1) as one:
+        for i in range(3):
+            one.usleep(cq, i, 0)
+        wait_until(lambda: cq.in_flight == 0)
+        assert cq.wait_ready(0) == 3
+        assert eventfd_value(efd) == 0  # reset: the caller drains next
+        assert [c.cookie for c in cq.drain()] == [0, 1, 2]
+
+
+def test_wait_ready_bounds(cq):
+    with pytest.raises(ValueError):
+        cq.wait_ready(-1)
+    with pytest.raises(ValueError):
+        cq.wait_ready(1_000_001)
+    with pytest.raises(TypeError):
+        cq.wait_ready(None)
+    cq.close()
+    with pytest.raises(RuntimeError):
+        cq.wait_ready(0)
+
+
+def test_builtins_reject_bad_arguments():
+    for call in (lambda: native._submit(0, 1, 2), lambda: native._ready(0),
+                 lambda: native._inflight(-1), lambda: native._drain(1, 1, -1),
+                 lambda: native._spin(1, -1, 0)):
+        with pytest.raises((ValueError, OverflowError)):
+            call()
+    with pytest.raises(TypeError):
+        native._submit(1, 2)
+    with pytest.raises(TypeError):
+        native._drain(1, 2)
+
+
+def test_submit_drain_and_wait_ready_keep_the_gil(pool, cq, efd):
+    """No other Python thread runs while an LWP submits, waits briefly and drains.
+
+    Each release of the GIL would let the counting thread in (and, next to a
+    CPU hog, cost the caller a switch interval to get it back).  The switch
+    interval is raised so that only a release could let the counter move.
+    """
+    stop = threading.Event()
+    count = [0]
+
+    def counter():
+        while not stop.is_set():
+            count[0] += 1
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)
+    t = threading.Thread(target=counter)
+    t.start()
+    try:
+        wait_until(lambda: count[0] > 0)
+        time.sleep(0)   # take the GIL back: from here on, only a release lets it go
+        start = count[0]
+        done = 0
+        for i in range(200):
+            pool.usleep(cq, i, 0)
+            while not cq.wait_ready(1_000_000):
+                pass
+            done += len(cq.drain())
+        during = count[0] - start
+    finally:
+        stop.set()
+        sys.setswitchinterval(old)
+        t.join(TIMEOUT)
+    assert done == 200
+    assert during == 0
