@@ -60,7 +60,8 @@ The hook preempts at a ``line`` or ``call`` event (never ``return`` or
   item's ``__lt__`` inside a ``PriorityQueue`` operation.  ``lwp/bench`` and
   the ``python -m lwp`` demo count as user code; a module of lwp that calls
   user code holding no invariant across the call may register the calling
-  function with :func:`user_code_entry`;
+  function with :func:`user_code_entry` (the servers do, for a request
+  handler and a WSGI application);
 * the LWP's lock is free.
 
 When the event is *inside* lwp (the top frame is lwp's) the hook stays armed
