@@ -12,6 +12,7 @@
 
 #include "activations.h"
 #include "activations_py.h"
+#include "builtins.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #  define CPU_RELAX() __builtin_ia32_pause()
@@ -38,15 +39,34 @@ static int parse_ptr(PyObject *obj, void **out)
     return 0;
 }
 
-static int parse_ptrs(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t n,
-                      const char *name, void **out)
+static int check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t n)
+{
+    if (nargs == n)
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, n, nargs);
+    return -1;
+}
+
+/* An integer argument within [lo, hi]; ValueError names it otherwise. */
+static int parse_int(PyObject *obj, long long lo, long long hi, const char *what, long long *out)
+{
+    long long v = PyLong_AsLongLong(obj);
+
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < lo || v > hi) {
+        PyErr_Format(PyExc_ValueError, "%s must be %lld to %lld, not %lld", what, lo, hi, v);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The first n arguments, all pointers. */
+static int parse_ptrs(PyObject *const *args, Py_ssize_t n, void **out)
 {
     Py_ssize_t i;
 
-    if (nargs != n) {
-        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, n, nargs);
-        return -1;
-    }
     for (i = 0; i < n; i++)
         if (parse_ptr(args[i], &out[i]) < 0)
             return -1;
@@ -58,7 +78,7 @@ static PyObject *py_submit(PyObject *module, PyObject *const *args, Py_ssize_t n
     void *p[3];
 
     (void)module;
-    if (parse_ptrs(args, nargs, 3, "_submit", p) < 0)
+    if (check_nargs("_submit", nargs, 3) < 0 || parse_ptrs(args, 3, p) < 0)
         return NULL;
     return PyLong_FromLong(lwp_submit(p[0], p[1], p[2]) == 0 ? 0 : errno);
 }
@@ -66,43 +86,34 @@ static PyObject *py_submit(PyObject *module, PyObject *const *args, Py_ssize_t n
 static PyObject *py_drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     void *p[2];
-    long max;
+    long long max;
 
     (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "_drain() takes 3 arguments (%zd given)", nargs);
+    if (check_nargs("_drain", nargs, 3) < 0 || parse_ptrs(args, 2, p) < 0
+            || parse_int(args[2], 0, INT32_MAX, "_drain(): max", &max) < 0)
         return NULL;
-    }
-    if (parse_ptrs(args, 2, 2, "_drain", p) < 0)
-        return NULL;
-    max = PyLong_AsLong(args[2]);
-    if (max == -1 && PyErr_Occurred())
-        return NULL;
-    if (max < 0 || max > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "_drain(): max out of range");
-        return NULL;
-    }
     return PyLong_FromLong(lwp_cq_drain(p[0], p[1], (int)max));
+}
+
+static PyObject *cq_count(PyObject *cq, int (*count)(lwp_cq *))
+{
+    void *p;
+
+    if (parse_ptr(cq, &p) < 0)
+        return NULL;
+    return PyLong_FromLong(count(p));
 }
 
 static PyObject *py_inflight(PyObject *module, PyObject *cq)
 {
-    void *p;
-
     (void)module;
-    if (parse_ptr(cq, &p) < 0)
-        return NULL;
-    return PyLong_FromLong(lwp_cq_inflight(p));
+    return cq_count(cq, lwp_cq_inflight);
 }
 
 static PyObject *py_ready(PyObject *module, PyObject *cq)
 {
-    void *p;
-
     (void)module;
-    if (parse_ptr(cq, &p) < 0)
-        return NULL;
-    return PyLong_FromLong(lwp_cq_ready(p));
+    return cq_count(cq, lwp_cq_ready);
 }
 
 static int64_t now_ns(void)
@@ -117,41 +128,22 @@ static PyObject *py_spin(PyObject *module, PyObject *const *args, Py_ssize_t nar
 {
     void *cq;
     int ready;
-    long wakefd;
-    long long ns;
+    long long wakefd, ns;
     int64_t deadline;
     uint64_t count;
     ssize_t n;
 
     (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "_spin() takes 3 arguments (%zd given)", nargs);
+    if (check_nargs("_spin", nargs, 3) < 0 || parse_ptr(args[0], &cq) < 0
+            || parse_int(args[1], 0, INT32_MAX, "_spin(): wakefd", &wakefd) < 0
+            || parse_int(args[2], 0, MAX_SPIN_NS, "_spin(): ns", &ns) < 0)
         return NULL;
-    }
-    if (parse_ptr(args[0], &cq) < 0)
-        return NULL;
-    wakefd = PyLong_AsLong(args[1]);
-    if (wakefd == -1 && PyErr_Occurred())
-        return NULL;
-    if (wakefd < 0 || wakefd > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "_spin(): bad file descriptor");
-        return NULL;
-    }
-    ns = PyLong_AsLongLong(args[2]);
-    if (ns == -1 && PyErr_Occurred())
-        return NULL;
-    if (ns < 0 || ns > MAX_SPIN_NS) {
-        PyErr_Format(PyExc_ValueError, "_spin(): ns must be 0 to %d", MAX_SPIN_NS);
-        return NULL;
-    }
     deadline = now_ns() + ns;
     while ((ready = lwp_cq_ready(cq)) == 0 && now_ns() < deadline) {
         int i;
 
-        for (i = 0; i < 64 && (ready = lwp_cq_ready(cq)) == 0; i++)
+        for (i = 0; i < 16; i++)  /* a little less than a microsecond */
             CPU_RELAX();
-        if (ready)
-            break;
     }
     if (ready) {
         /* The caller drains next: reset first, or a completion pushed between
@@ -178,9 +170,8 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-int lwp_activations_py_init(const char *module_name)
+int lwp_add_builtins(const char *module_name, PyMethodDef *defs)
 {
-    PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released it around this call */
     PyObject *name, *module = NULL;
     int rc = -1;
 
@@ -191,11 +182,19 @@ int lwp_activations_py_init(const char *module_name)
             PyErr_Format(PyExc_ImportError, "module %s is not imported", module_name);
         Py_DECREF(name);
     }
-    if (module != NULL && PyModule_AddFunctions(module, methods) == 0)
+    if (module != NULL && PyModule_AddFunctions(module, defs) == 0)
         rc = 0;
     if (rc != 0)
         PyErr_WriteUnraisable(NULL);
     Py_XDECREF(module);
+    return rc;
+}
+
+int lwp_activations_py_init(const char *module_name)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released it around this call */
+    int rc = lwp_add_builtins(module_name, methods);
+
     PyGILState_Release(gil);
     return rc;
 }

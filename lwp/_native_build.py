@@ -82,7 +82,7 @@ ffi.set_source(
     # setuptools wants source paths relative to the project root, where it
     # runs setup.py; ffi.compile() below runs from there too.
     sources=[os.path.relpath(os.path.join(_csrc, c), _root) for c in _SOURCES],
-    depends=[os.path.relpath(os.path.join(_csrc, h), _root) for h in _HEADERS],
+    depends=[os.path.relpath(os.path.join(_csrc, h), _root) for h in _HEADERS + ["builtins.h"]],
     include_dirs=[_csrc],
     # Full C API, not the limited one (abi3): preempt.c reads the thread
     # state (PyThreadState.c_tracefunc, .thread_id) and calls

@@ -71,6 +71,14 @@ def spin_for(seconds):
     return x
 
 
+def heartbeat(beats, flag, n=20):
+    """Beat ``n`` times 1 ms apart, counting in ``beats[0]``, then set ``flag``."""
+    for _ in range(n):
+        beats[0] += 1
+        lwp.sleep(0.001)
+    flag.set()
+
+
 def preemptions():
     return preempt.counters(park.current_lwp())["preemptions"]
 
@@ -112,19 +120,11 @@ def test_spinning_thread_does_not_stop_a_heartbeat_on_its_lwp():
     flag = Flag()
 
     def main():
-        beats = 0
-
-        def heartbeat():
-            nonlocal beats
-            for _ in range(20):
-                beats += 1
-                lwp.sleep(0.001)
-            flag.set()
-
+        beats = [0]
         spinner = lwp.spawn(spin_until, flag)
-        lwp.spawn(heartbeat).join()
+        lwp.spawn(heartbeat, beats, flag).join()
         spinner.join()
-        return beats, preemptions()
+        return beats[0], preemptions()
 
     try:
         beats, n = lwp.run(main, lwps=1)
@@ -637,13 +637,10 @@ def _spinning_handler_lets_a_heartbeat_beat(make_server, request):
         spinning[0] = True
         spin_until(flag)
 
-    def heartbeat():
+    def beat_once_spinning():
         while not spinning[0]:
             lwp.sleep(0.001)
-        for _ in range(20):
-            beats[0] += 1
-            lwp.sleep(0.001)
-        flag.set()
+        heartbeat(beats, flag)
 
     def main():
         srv = make_server(spin).start()
@@ -656,7 +653,7 @@ def _spinning_handler_lets_a_heartbeat_beat(make_server, request):
 
         th = threading.Thread(target=client)
         th.start()
-        lwp.spawn(heartbeat).join()
+        lwp.spawn(beat_once_spinning).join()
         deadline = time.monotonic() + WATCHDOG
         while th.is_alive() and time.monotonic() < deadline:
             lwp.sleep(0.01)  # a plain join would hold the only LWP
