@@ -14,6 +14,17 @@
 #include "activations_py.h"
 #include "builtins.h"
 
+#ifdef PYPY_VERSION
+
+/* No CPython C API: lwp/_core/native.py falls back to the cffi functions. */
+int lwp_activations_py_init(const char *module_name)
+{
+    (void)module_name;
+    return -1;
+}
+
+#else /* CPython */
+
 #if defined(__x86_64__) || defined(__i386__)
 #  define CPU_RELAX() __builtin_ia32_pause()
 #elif defined(__aarch64__)
@@ -198,3 +209,5 @@ int lwp_activations_py_init(const char *module_name)
     PyGILState_Release(gil);
     return rc;
 }
+
+#endif /* CPython */

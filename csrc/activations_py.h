@@ -34,9 +34,9 @@ extern "C" {
 /* LWP_CDEF_BEGIN - lwp/_native_build.py hands this part to cffi verbatim. */
 
 /* Add the builtins listed above to the already imported module
- * sys.modules[module_name].  0, or -1 (the Python error is printed as
- * unraisable; callers fall back to the cffi functions).  Takes the GIL
- * itself. */
+ * sys.modules[module_name].  0, or -1: on PyPy (no CPython C API; the
+ * caller uses the cffi functions instead), or on failure with the Python
+ * error printed as unraisable.  Takes the GIL itself. */
 int lwp_activations_py_init(const char *module_name);
 
 /* LWP_CDEF_END */

@@ -630,3 +630,30 @@ def test_submit_drain_and_wait_ready_keep_the_gil(pool, cq, efd):
         t.join(TIMEOUT)
     assert done == 200
     assert during == 0
+
+
+def test_cffi_entry_points_behave_like_the_builtins(monkeypatch, pool, cq, efd):
+    """The fallback used where CPython's C API is missing (PyPy)."""
+    for name, fn in native._cffi_entry_points().items():
+        monkeypatch.setattr(native, name, fn)
+    assert cq.wait_ready(0) == 0 and cq.in_flight == 0
+    for i in range(3):
+        pool.usleep(cq, i, 0)
+    wait_until(lambda: cq.in_flight == 0)
+    os.eventfd_write(efd, 1)
+    assert cq.wait_ready(1000) == 3 and eventfd_value(efd) == 0
+    assert sorted(c.cookie for c in cq.drain()) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        cq.wait_ready(1_000_001)
+    assert_submit_refused_once_shut_down(pool, cq)
+
+
+def assert_submit_refused_once_shut_down(pool, cq):
+    pool.close()
+    req = native._new_req(native.lib.LWP_OP_USLEEP)
+    assert native._submit(pool._addr, cq._addr, native._address(req)) == errno.ESHUTDOWN
+    assert cq.in_flight == 0 and not cq.drain()
+
+
+def test_builtin_submit_is_refused_once_shut_down(pool, cq):
+    assert_submit_refused_once_shut_down(pool, cq)

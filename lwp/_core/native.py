@@ -41,15 +41,55 @@ import atexit
 import itertools
 import os
 import socket
+import time
 import weakref
 
 from lwp._native import ffi, lib
 
 __all__ = ["ActivationPool", "CompletionQueue", "Completion"]
 
+
+
+def _cffi_entry_points():
+    """What the builtins do, as cffi calls (which release the GIL), for an
+    interpreter without CPython's C API (PyPy); same arguments and answers."""
+    def submit(pool, cq, req):
+        if lib.lwp_submit(ffi.cast("lwp_pool *", pool), ffi.cast("lwp_cq *", cq),
+                          ffi.cast("lwp_req *", req)) == 0:
+            return 0
+        return ffi.errno
+
+    def drain(cq, out, n):
+        return lib.lwp_cq_drain(ffi.cast("lwp_cq *", cq), ffi.cast("lwp_req **", out), n)
+
+    def inflight(cq):
+        return lib.lwp_cq_inflight(ffi.cast("lwp_cq *", cq))
+
+    def ready(cq):
+        return lib.lwp_cq_ready(ffi.cast("lwp_cq *", cq))
+
+    def spin(cq, wakefd, ns):
+        if not 0 <= ns <= _MAX_SPIN_NS:
+            raise ValueError(f"_spin(): ns must be 0 to {_MAX_SPIN_NS}, not {ns}")
+        deadline = time.monotonic_ns() + ns
+        while not (n := ready(cq)) and time.monotonic_ns() < deadline:
+            pass
+        if n:
+            try:
+                os.eventfd_read(wakefd)  # reset before the caller drains
+            except BlockingIOError:
+                pass
+        return n
+
+    return {"_submit": submit, "_drain": drain, "_inflight": inflight, "_ready": ready,
+            "_spin": spin}
+
+
+_MAX_SPIN_NS = 1_000_000  # as MAX_SPIN_NS in csrc/activations_py.c
 if lib.lwp_activations_py_init(__name__.encode()) != 0:
-    raise ImportError("lwp._native: the activation builtins failed to initialise; rebuild it")
-# The builtins _submit, _drain, _inflight, _ready, _spin are now module globals.
+    globals().update(_cffi_entry_points())
+# _submit, _drain, _inflight, _ready, _spin are now module globals: the builtins of
+# csrc/activations_py.c, which keep the GIL, or their cffi equivalents.
 
 _DRAIN_BATCH = 64
 
