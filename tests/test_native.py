@@ -610,12 +610,12 @@ def test_submit_drain_and_wait_ready_keep_the_gil(pool, cq, efd):
             count[0] += 1
 
     old = sys.getswitchinterval()
-    sys.setswitchinterval(0.5)
+    sys.setswitchinterval(1.0)
     t = threading.Thread(target=counter)
     t.start()
     try:
         wait_until(lambda: count[0] > 0)
-        time.sleep(0)   # take the GIL back: from here on, only a release lets it go
+        # This thread holds the GIL now: from here on, only a release lets it go.
         start = count[0]
         done = 0
         for i in range(200):
