@@ -51,8 +51,10 @@ __all__ = ["ActivationPool", "CompletionQueue", "Completion"]
 
 
 def _cffi_entry_points():
-    """What the builtins do, as cffi calls (which release the GIL), for an
-    interpreter without CPython's C API (PyPy); same arguments and answers."""
+    """``(_submit, _drain, _inflight, _ready, _spin)`` as cffi calls, which
+    release the GIL: what the builtins of ``csrc/activations_py.c`` do, with
+    the same arguments and answers, for an interpreter without CPython's C
+    API (PyPy)."""
     def submit(pool, cq, req):
         if lib.lwp_submit(ffi.cast("lwp_pool *", pool), ffi.cast("lwp_cq *", cq),
                           ffi.cast("lwp_req *", req)) == 0:
@@ -81,15 +83,13 @@ def _cffi_entry_points():
                 pass
         return n
 
-    return {"_submit": submit, "_drain": drain, "_inflight": inflight, "_ready": ready,
-            "_spin": spin}
+    return submit, drain, inflight, ready, spin
 
 
 _MAX_SPIN_NS = 1_000_000  # as MAX_SPIN_NS in csrc/activations_py.c
-if lib.lwp_activations_py_init(__name__.encode()) != 0:
-    globals().update(_cffi_entry_points())
-# _submit, _drain, _inflight, _ready, _spin are now module globals: the builtins of
-# csrc/activations_py.c, which keep the GIL, or their cffi equivalents.
+_submit, _drain, _inflight, _ready, _spin = _cffi_entry_points()
+# On CPython the builtins replace them: same answers, but they keep the GIL.
+lib.lwp_activations_py_init(__name__.encode())
 
 _DRAIN_BATCH = 64
 
@@ -172,7 +172,7 @@ class CompletionQueue:
     def in_flight(self):
         """Requests submitted for this queue that no worker has finished yet."""
         self._check_open()
-        return _inflight(self._addr)  # noqa: F821
+        return _inflight(self._addr)
 
     @property
     def pending(self):
@@ -191,7 +191,7 @@ class CompletionQueue:
         1 ms (``ValueError`` beyond).
         """
         self._check_open()
-        return _spin(self._addr, self._fd, max_wait_ns)  # noqa: F821
+        return _spin(self._addr, self._fd, max_wait_ns)
 
     def drain(self):
         """Return the finished requests as :class:`Completion` objects, oldest
@@ -206,7 +206,7 @@ class CompletionQueue:
         self._check_open()
         done = []
         while True:
-            n = _drain(self._addr, self._out_addr, _DRAIN_BATCH)  # noqa: F821
+            n = _drain(self._addr, self._out_addr, _DRAIN_BATCH)
             for i in range(n):
                 done.append(self._complete(self._out[i]))
             if n < _DRAIN_BATCH:
@@ -224,7 +224,7 @@ class CompletionQueue:
         """
         if self._cq is None:
             return
-        if _inflight(self._addr) == 0:  # noqa: F821
+        if _inflight(self._addr) == 0:
             self.drain()
             if lib.lwp_cq_free(self._cq) == 0:
                 self._cq = None
@@ -432,7 +432,7 @@ class ActivationPool:
         if self._closed or self._pid != os.getpid():
             raise RuntimeError("ActivationPool is closed")
         token = cq._register(cookie, req, convert, keepalive)
-        if _submit(self._addr, cq._addr, _address(req)) != 0:  # noqa: F821
+        if _submit(self._addr, cq._addr, _address(req)) != 0:
             # Only fails once shut down; the pool never saw the request.
             cq._unregister(token)
             raise RuntimeError("ActivationPool is closed")
