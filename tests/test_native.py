@@ -660,3 +660,36 @@ def assert_submit_refused_once_shut_down(pool, cq):
 
 def test_builtin_submit_is_refused_once_shut_down(pool, cq):
     assert_submit_refused_once_shut_down(pool, cq)
+
+
+def test_each_request_gets_an_idle_worker_while_there_are_some(cq, efd, tmp_path):
+    """Opening a FIFO for reading blocks a worker until a writer comes: with
+    four workers, four such opens all run at once.  A writer opening the
+    *last* one first (without blocking) proves its open was not left queued
+    behind the others for want of a wake-up."""
+    fifos = [tmp_path / f"fifo{i}" for i in range(4)]
+    fds = []
+    pool = ActivationPool(4)
+    try:
+        for i, path in enumerate(fifos):
+            os.mkfifo(path)
+            pool.open(cq, i, path, os.O_RDONLY)
+        for path in reversed(fifos):
+            deadline = time.monotonic() + TIMEOUT
+            while True:
+                try:
+                    fds.append(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                    break
+                except OSError as e:  # ENXIO: no reader has it open yet
+                    assert e.errno == errno.ENXIO
+                    assert time.monotonic() < deadline, f"{path.name} never got a worker"
+                    time.sleep(0.005)
+    finally:
+        # Opened read-write, a FIFO lets every reader's open through, now or later.
+        fds += [os.open(path, os.O_RDWR | os.O_NONBLOCK) for path in fifos if path.exists()]
+        pool.close()
+        done = cq.drain()
+        fds += [c.value for c in done if c.error is None]
+        for fd in fds:
+            os.close(fd)
+    assert sorted(c.cookie for c in done if c.error is None) == [0, 1, 2, 3]
