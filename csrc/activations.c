@@ -21,6 +21,8 @@ struct lwp_cq {
     pthread_mutex_t lock;
     lwp_req *head, *tail;           /* finished, not yet drained */
     int inflight;                   /* submitted, not yet finished */
+    int ready;                      /* finished, not yet drained; written under
+                                     * lock, read atomically without it */
     int notify_fd;
 };
 
@@ -28,6 +30,8 @@ struct lwp_pool {
     pthread_mutex_t lock;
     pthread_cond_t cond;            /* signalled on new work and on shutdown */
     lwp_req *head, *tail;           /* FIFO of requests no worker took yet */
+    int queued;                     /* length of that FIFO */
+    int idle;                       /* workers waiting on cond (signalled or not) */
     int closing;
     pthread_mutex_t join_lock;      /* serialises the joins in shutdown */
     int joined;
@@ -70,6 +74,7 @@ static void push(lwp_cq *cq, lwp_req *req)
     }
     cq->tail = req;
     cq->inflight--;
+    __atomic_store_n(&cq->ready, cq->ready + 1, __ATOMIC_RELEASE);
     check(pthread_mutex_unlock(&cq->lock));
 }
 
@@ -161,13 +166,17 @@ static void *worker(void *arg)
 
     for (;;) {
         check(pthread_mutex_lock(&pool->lock));
-        while (!pool->head && !pool->closing)
+        while (!pool->head && !pool->closing) {
+            pool->idle++;
             check(pthread_cond_wait(&pool->cond, &pool->lock));
+            pool->idle--;
+        }
         req = pool->head;
         if (req) {
             pool->head = req->next;
             if (!pool->head)
                 pool->tail = NULL;
+            pool->queued--;
         }
         check(pthread_mutex_unlock(&pool->lock));
         /* shutdown empties the FIFO, so no request means we are closing */
@@ -249,6 +258,7 @@ void lwp_pool_shutdown(lwp_pool *pool)
     pool->closing = 1;
     req = pool->head;
     pool->head = pool->tail = NULL;
+    pool->queued = 0;
     check(pthread_cond_broadcast(&pool->cond));
     check(pthread_mutex_unlock(&pool->lock));
 
@@ -280,6 +290,8 @@ void lwp_pool_free(lwp_pool *pool)
 
 int lwp_submit(lwp_pool *pool, lwp_cq *cq, lwp_req *req)
 {
+    int wake;
+
     check(pthread_mutex_lock(&pool->lock));
     if (pool->closing) {
         check(pthread_mutex_unlock(&pool->lock));
@@ -299,8 +311,15 @@ int lwp_submit(lwp_pool *pool, lwp_cq *cq, lwp_req *req)
     else
         pool->head = req;
     pool->tail = req;
-    check(pthread_cond_signal(&pool->cond));
+    pool->queued++;
+    /* Each queued request has had its own signal while idle workers were
+     * left to take it; beyond that, a busy worker takes it when done.  The
+     * signal goes out after unlocking, so that the woken worker does not
+     * run only to block on the lock the submitter still holds. */
+    wake = pool->idle >= pool->queued;
     check(pthread_mutex_unlock(&pool->lock));
+    if (wake)
+        check(pthread_cond_signal(&pool->cond));
     return 0;
 }
 
@@ -339,8 +358,14 @@ int lwp_cq_drain(lwp_cq *cq, lwp_req **out, int max)
     }
     if (!cq->head)
         cq->tail = NULL;
+    __atomic_store_n(&cq->ready, cq->ready - n, __ATOMIC_RELAXED);
     check(pthread_mutex_unlock(&cq->lock));
     return n;
+}
+
+int lwp_cq_ready(lwp_cq *cq)
+{
+    return __atomic_load_n(&cq->ready, __ATOMIC_ACQUIRE);
 }
 
 int lwp_cq_inflight(lwp_cq *cq)

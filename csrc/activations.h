@@ -129,6 +129,10 @@ lwp_cq *lwp_cq_new(int notify_fd);
 int lwp_cq_drain(lwp_cq *cq, lwp_req **out, int max);
 /* Requests submitted for cq that have not been pushed to it yet. */
 int lwp_cq_inflight(lwp_cq *cq);
+/* Requests pushed to cq and not drained yet.  Takes no lock (one atomic
+ * load), so an owner may poll it in a tight loop without slowing the
+ * workers; a non-zero answer stays true until the owner drains. */
+int lwp_cq_ready(lwp_cq *cq);
 /* 0, or -1 with errno EBUSY (and nothing freed) if requests are in flight or
  * undrained. */
 int lwp_cq_free(lwp_cq *cq);

@@ -9,6 +9,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "builtins.h"
 #include "preempt.h"
 
 #if defined(PYPY_VERSION) || defined(Py_LIMITED_API) || defined(Py_GIL_DISABLED)
@@ -200,27 +201,16 @@ static PyMethodDef preempt_methods[] = {
 int lwp_preempt_init(const char *module_name)
 {
     PyGILState_STATE gil = PyGILState_Ensure();  /* cffi released it around this call */
-    PyObject *name, *module = NULL;
     int rc = -2;
 
     if (str_decide == NULL)
         str_decide = PyUnicode_InternFromString("_decide");
     if (str_switch == NULL)
         str_switch = PyUnicode_InternFromString("_switch");
-    if (str_decide != NULL && str_switch != NULL) {
-        name = PyUnicode_FromString(module_name);
-        if (name != NULL) {
-            module = PyImport_GetModule(name);
-            if (module == NULL && !PyErr_Occurred())
-                PyErr_Format(PyExc_ImportError, "module %s is not imported", module_name);
-            Py_DECREF(name);
-        }
-        if (module != NULL && PyModule_AddFunctions(module, preempt_methods) == 0)
-            rc = 0;
-    }
-    if (rc != 0)
+    if (str_decide == NULL || str_switch == NULL)
         PyErr_WriteUnraisable(NULL);
-    Py_XDECREF(module);
+    else if (lwp_add_builtins(module_name, preempt_methods) == 0)
+        rc = 0;
     PyGILState_Release(gil);
     return rc;
 }

@@ -53,6 +53,7 @@ from _thread import allocate_lock
 
 from ._core import park
 from ._core.exceptions import Cancelled
+from ._core.preempt import user_code_entry
 from ._core.scheduler import spawn
 
 __all__ = ["StreamServer", "serve_processes", "cooperative_socket"]
@@ -509,6 +510,7 @@ class StreamServer:
                 self._overloaded -= 1
                 self._overflow_threads.discard(park.current())
 
+    @user_code_entry  # the handler may be preempted: nothing is held across the call
     def _serve(self, conn, addr):
         try:
             self.handler(conn, addr)

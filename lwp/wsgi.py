@@ -65,6 +65,7 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from ._core.exceptions import Cancelled
+from ._core.preempt import user_code_entry
 from .server import StreamServer, serve_processes
 
 __all__ = ["WSGIServer", "serve", "main"]
@@ -429,6 +430,7 @@ class _Connection:
         if keep_reading:
             _linger(self.sock)
 
+    @user_code_entry  # the application may be preempted: nothing is held across the call
     def respond(self, req):
         """Run the application for ``req``; True if the connection may stay open."""
         s = self.server

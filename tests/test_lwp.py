@@ -1,5 +1,8 @@
 """The LWP's hub loop and its direct switches between threads."""
 
+import os
+import time
+
 import lwp
 
 
@@ -31,3 +34,48 @@ def test_recursion_headroom_does_not_shrink_across_new_threads():
     lwp.run(main, lwps=1, monitor=False)
     assert len(headroom) == 200
     assert max(headroom) - min(headroom) < 50, (min(headroom), max(headroom))
+
+
+def _count_spins(lwp_):
+    """Count the idle steps of ``lwp_`` that got native completions by spinning."""
+    spins = [0]
+    spin = lwp_._spin_for_completions
+
+    def counted():
+        got = spin()
+        spins[0] += got
+        return got
+
+    lwp_._spin_for_completions = counted
+    return spins
+
+
+def _read_blocks(path, n):
+    spins = _count_spins(lwp._core.park.current_lwp())
+    with lwp.open(path, "rb", buffering=0) as f:
+        for i in range(n):
+            f.seek(i * 4096 % (1 << 16))
+            assert len(f.read(4096)) == 4096
+    return spins[0]
+
+
+def test_lwp_spins_for_native_completions_next_to_a_hog(tmp_path):
+    """Next to a CPU hog, an idle LWP waits for its reads holding the GIL, not in epoll."""
+    path = tmp_path / "data"
+    path.write_bytes(os.urandom(1 << 16))
+
+    def main():
+        reader = lwp.spawn(_read_blocks, path, 200)  # moves to LWP 1 while this one hogs
+        deadline = time.monotonic() + 10
+        while not reader.done() and time.monotonic() < deadline:
+            pass  # Python, no scheduling point
+        return reader.join(5), lwp._core.park.current_lwp().index
+
+    spins, hog_lwp = lwp.run(main, lwps=2)
+    assert hog_lwp == 0 and spins >= 1
+
+
+def test_lwp_does_not_spin_without_a_hog(tmp_path):
+    path = tmp_path / "data"
+    path.write_bytes(os.urandom(1 << 16))
+    assert lwp.run(_read_blocks, path, 200, lwps=2) == 0

@@ -105,3 +105,22 @@ def test_bad_thresholds_rejected():
         lwp.run(lambda: None, retire_after=-1)
     with pytest.raises(ValueError):
         lwp.run(lambda: None, lwps=4, max_lwps=2)
+
+
+@pytest.mark.parametrize("time_slice", [None, 0])
+def test_hog_flag_is_raised_by_a_python_hog_and_drops_after_it(time_slice):
+    """``Monitor.hog``: some LWP runs Python without switching (past its slice,
+    or stalled with slices off); it drops once the hog has switched for a while."""
+    def main():
+        monitor = lwp._core.park.current_lwp().sched.monitor
+        before = monitor.hog
+        deadline = time.monotonic() + 5
+        while not monitor.hog and time.monotonic() < deadline:
+            pass  # Python, no scheduling point
+        during = monitor.hog
+        deadline = time.monotonic() + 5
+        while monitor.hog and time.monotonic() < deadline:
+            lwp.sleep(0.01)
+        return before, during, monitor.hog
+
+    assert lwp.run(main, lwps=1, time_slice=time_slice) == (False, True, False)

@@ -10,9 +10,11 @@ import errno
 import gc
 import os
 import select
+import sys
 import socket
 import threading
 import time
+import types
 import warnings
 import weakref
 
@@ -542,3 +544,152 @@ def test_forked_child_neither_uses_nor_joins_inherited_pool(pool, cq, efd):
         time.sleep(0.01)
     assert os.waitstatus_to_exitcode(status) == 0
     assert wait_one(cq, efd).cookie == "parent"
+
+
+# -- the GIL-keeping entry points (csrc/activations_py.c) ---------------------
+
+def test_pending_and_ready_follow_a_request_to_its_drain(pool, cq, efd):
+    assert not cq.pending and cq.wait_ready(0) == 0
+    pool.usleep(cq, "x", 0)
+    assert cq.pending
+    wait_until(lambda: cq.in_flight == 0)
+    assert cq.wait_ready(0) == 1
+    assert cq.pending  # finished, not drained
+    assert [c.cookie for c in cq.drain()] == ["x"]
+    assert not cq.pending and cq.wait_ready(0) == 0
+
+
+def test_wait_ready_resets_the_eventfd_only_when_something_is_ready(pool, cq, efd):
+    os.eventfd_write(efd, 1)            # a wake-up nothing is ready for yet
+    assert cq.wait_ready(1000) == 0
+    assert eventfd_value(efd) == 1      # left alone: it is not a completion's
+    with ActivationPool(1) as one:
+        for i in range(3):
+            one.usleep(cq, i, 0)
+        wait_until(lambda: cq.in_flight == 0)
+        assert cq.wait_ready(0) == 3
+        assert eventfd_value(efd) == 0  # reset: the caller drains next
+        assert [c.cookie for c in cq.drain()] == [0, 1, 2]
+
+
+def test_wait_ready_bounds(cq):
+    with pytest.raises(ValueError):
+        cq.wait_ready(-1)
+    with pytest.raises(ValueError):
+        cq.wait_ready(1_000_001)
+    with pytest.raises(TypeError):
+        cq.wait_ready(None)
+    cq.close()
+    with pytest.raises(RuntimeError):
+        cq.wait_ready(0)
+
+
+def test_builtins_reject_bad_arguments():
+    for call in (lambda: native._submit(0, 1, 2), lambda: native._ready(0),
+                 lambda: native._inflight(-1), lambda: native._drain(1, 1, -1),
+                 lambda: native._spin(1, -1, 0)):
+        with pytest.raises((ValueError, OverflowError)):
+            call()
+    with pytest.raises(TypeError):
+        native._submit(1, 2)
+    with pytest.raises(TypeError):
+        native._drain(1, 2)
+
+
+def test_submit_drain_and_wait_ready_keep_the_gil(pool, cq, efd):
+    """No other Python thread runs while an LWP submits, waits briefly and drains.
+
+    Each release of the GIL would let the counting thread in (and, next to a
+    CPU hog, cost the caller a switch interval to get it back).  The switch
+    interval is raised so that only a release could let the counter move.
+    """
+    stop = threading.Event()
+    count = [0]
+
+    def counter():
+        while not stop.is_set():
+            count[0] += 1
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    t = threading.Thread(target=counter)
+    t.start()
+    try:
+        wait_until(lambda: count[0] > 0)
+        # This thread holds the GIL now: from here on, only a release lets it go.
+        start = count[0]
+        done = 0
+        for i in range(200):
+            pool.usleep(cq, i, 0)
+            while not cq.wait_ready(1_000_000):
+                pass
+            done += len(cq.drain())
+        during = count[0] - start
+    finally:
+        stop.set()
+        sys.setswitchinterval(old)
+        t.join(TIMEOUT)
+    assert done == 200
+    assert during == 0
+
+
+def test_cffi_entry_points_behave_like_the_builtins(monkeypatch, pool, cq, efd):
+    """The fallback used where CPython's C API is missing (PyPy)."""
+    assert isinstance(native._submit, types.BuiltinFunctionType)  # replaced on CPython
+    for name, fn in zip(("_submit", "_drain", "_inflight", "_ready", "_spin"),
+                        native._cffi_entry_points()):
+        monkeypatch.setattr(native, name, fn)
+    assert cq.wait_ready(0) == 0 and cq.in_flight == 0
+    for i in range(3):
+        pool.usleep(cq, i, 0)
+    wait_until(lambda: cq.in_flight == 0)
+    os.eventfd_write(efd, 1)
+    assert cq.wait_ready(1000) == 3 and eventfd_value(efd) == 0
+    assert sorted(c.cookie for c in cq.drain()) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        cq.wait_ready(1_000_001)
+    assert_submit_refused_once_shut_down(pool, cq)
+
+
+def assert_submit_refused_once_shut_down(pool, cq):
+    pool.close()
+    req = native._new_req(native.lib.LWP_OP_USLEEP)
+    assert native._submit(pool._addr, cq._addr, native._address(req)) == errno.ESHUTDOWN
+    assert cq.in_flight == 0 and not cq.drain()
+
+
+def test_builtin_submit_is_refused_once_shut_down(pool, cq):
+    assert_submit_refused_once_shut_down(pool, cq)
+
+
+def test_each_request_gets_an_idle_worker_while_there_are_some(cq, efd, tmp_path):
+    """Opening a FIFO for reading blocks a worker until a writer comes: with
+    four workers, four such opens all run at once.  A writer opening the
+    *last* one first (without blocking) proves its open was not left queued
+    behind the others for want of a wake-up."""
+    fifos = [tmp_path / f"fifo{i}" for i in range(4)]
+    fds = []
+    pool = ActivationPool(4)
+    try:
+        for i, path in enumerate(fifos):
+            os.mkfifo(path)
+            pool.open(cq, i, path, os.O_RDONLY)
+        for path in reversed(fifos):
+            deadline = time.monotonic() + TIMEOUT
+            while True:
+                try:
+                    fds.append(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                    break
+                except OSError as e:  # ENXIO: no reader has it open yet
+                    assert e.errno == errno.ENXIO
+                    assert time.monotonic() < deadline, f"{path.name} never got a worker"
+                    time.sleep(0.005)
+    finally:
+        # Opened read-write, a FIFO lets every reader's open through, now or later.
+        fds += [os.open(path, os.O_RDWR | os.O_NONBLOCK) for path in fifos if path.exists()]
+        pool.close()
+        done = cq.drain()
+        fds += [c.value for c in done if c.error is None]
+        for fd in fds:
+            os.close(fd)
+    assert sorted(c.cookie for c in done if c.error is None) == [0, 1, 2, 3]

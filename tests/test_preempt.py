@@ -71,6 +71,14 @@ def spin_for(seconds):
     return x
 
 
+def heartbeat(beats, flag, n=20):
+    """Beat ``n`` times 1 ms apart, counting in ``beats[0]``, then set ``flag``."""
+    for _ in range(n):
+        beats[0] += 1
+        lwp.sleep(0.001)
+    flag.set()
+
+
 def preemptions():
     return preempt.counters(park.current_lwp())["preemptions"]
 
@@ -112,19 +120,11 @@ def test_spinning_thread_does_not_stop_a_heartbeat_on_its_lwp():
     flag = Flag()
 
     def main():
-        beats = 0
-
-        def heartbeat():
-            nonlocal beats
-            for _ in range(20):
-                beats += 1
-                lwp.sleep(0.001)
-            flag.set()
-
+        beats = [0]
         spinner = lwp.spawn(spin_until, flag)
-        lwp.spawn(heartbeat).join()
+        lwp.spawn(heartbeat, beats, flag).join()
         spinner.join()
-        return beats, preemptions()
+        return beats[0], preemptions()
 
     try:
         beats, n = lwp.run(main, lwps=1)
@@ -620,3 +620,79 @@ def test_coverage_keeps_working(tmp_path):
     assert report.returncode == 0, report.stderr
     line = next(x for x in report.stdout.splitlines() if "covered" in x)
     assert line.split()[3] == "100%", report.stdout  # every line ran, on the LWP too
+
+
+# -- request handlers are user code -----------------------------------------------------------
+
+def _spinning_handler_lets_a_heartbeat_beat(make_server, request):
+    """A server whose handler computes until the test's flag is set, on one LWP:
+    a heartbeat started once the handler spins must get its 20 beats meanwhile."""
+    import socket
+
+    flag = Flag()
+    spinning = [False]
+    beats = [0]
+
+    def spin():
+        spinning[0] = True
+        spin_until(flag)
+
+    def beat_once_spinning():
+        while not spinning[0]:
+            lwp.sleep(0.001)
+        heartbeat(beats, flag)
+
+    def main():
+        srv = make_server(spin).start()
+        reply = []
+
+        def client():  # an OS thread with a blocking socket
+            with socket.create_connection(srv.address[:2], timeout=WATCHDOG) as c:
+                c.sendall(request)
+                reply.append(c.recv(4096))
+
+        th = threading.Thread(target=client)
+        th.start()
+        lwp.spawn(beat_once_spinning).join()
+        deadline = time.monotonic() + WATCHDOG
+        while th.is_alive() and time.monotonic() < deadline:
+            lwp.sleep(0.01)  # a plain join would hold the only LWP
+        th.join(WATCHDOG)
+        srv.stop(5)
+        return reply, preemptions()
+
+    try:
+        reply, n = lwp.run(main, lwps=1)
+    finally:
+        flag.close()
+    assert flag.set_by == "test", "the heartbeat never got its beats: the handler was not preempted"
+    assert beats[0] == 20 and n >= 1
+    return reply
+
+
+@needs_preemption
+def test_cpu_heavy_stream_handler_is_preempted():
+    from lwp.server import StreamServer
+
+    def make(spin):
+        def handler(conn, addr):
+            spin()
+            conn.sendall(b"done")
+        return StreamServer(("127.0.0.1", 0), handler)
+
+    assert _spinning_handler_lets_a_heartbeat_beat(make, b"") == [b"done"]
+
+
+@needs_preemption
+def test_cpu_heavy_wsgi_app_is_preempted():
+    from lwp.wsgi import WSGIServer
+
+    def make(spin):
+        def app(environ, start_response):
+            spin()
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"done"]
+        return WSGIServer(("127.0.0.1", 0), app)
+
+    [reply] = _spinning_handler_lets_a_heartbeat_beat(make, b"GET / HTTP/1.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"done")

@@ -30,6 +30,7 @@ from .thread import DONE, NEW, RUNNABLE, RUNNING
 
 _SPARE_GREENLETS = 256  # finished greenlets kept for reuse by new threads
 _FAIRNESS_TICKS = 61    # every this many switches, poll I/O even if threads are runnable
+_SPIN_NS = 50_000       # next to a CPU hog, wait this long for native completions before sleeping
 
 
 class Timer:
@@ -207,9 +208,8 @@ class LWP:
                 self._drain_inbox()
             if self._timers:
                 self._run_timers()
-            if (self.ticks % _FAIRNESS_TICKS == 0 and runq
-                    and (self._poller.busy() or self._completions is not None)):
-                self._poll(0)
+            if self.ticks % _FAIRNESS_TICKS == 0 and runq:
+                self._poll_now()
             if self._newq and (not runq or self.ticks & 1):
                 self._start_next()  # new and woken threads take turns
             elif runq:
@@ -316,6 +316,8 @@ class LWP:
         if self._timers:
             timeout = max(0.0, self._timers[0].when - time.monotonic())
         timeout = self.sched._idle_timeout(self, timeout)
+        if self._spin_for_completions():
+            return
         with self._lock:
             if self._inbox or self._calls or self._newq:
                 return
@@ -330,6 +332,43 @@ class LWP:
             self._sleeping = False
         if self.kind == "compensating" and not self._live and now - t0 >= self.sched.retire_after:
             self._exit = True  # idle long enough: retire
+
+    def _poll_now(self):
+        """Deliver what is ready without waiting: I/O and native completions.
+
+        With no thread waiting for an fd, only native completions can be ready
+        (the wake-up fd is not written while the LWP is awake), and checking
+        them keeps the GIL, where ``epoll_wait`` would give it away.
+        """
+        if self._poller.busy():
+            self._poll(0)
+        else:
+            self._deliver_completions(0)
+
+    def _spin_for_completions(self):
+        """Next to a CPU hog, wait briefly for native completions holding the GIL.
+
+        Sleeping in epoll gives the GIL away, and while a green thread computes
+        on another LWP, getting it back costs a switch interval (5 ms), far
+        longer than a file read from the page cache.  So when the monitor sees a
+        hog and native requests are in flight, the LWP first waits up to
+        ``_SPIN_NS`` for one to finish, without releasing the GIL.  True if
+        completions were delivered.
+        """
+        cq, monitor = self._completions, self.sched.monitor
+        if cq is None or monitor is None or not monitor.hog or not cq.pending:
+            return False
+        return self._deliver_completions(_SPIN_NS)
+
+    def _deliver_completions(self, wait_ns):
+        """Deliver finished native requests, waiting up to ``wait_ns`` for one
+        (holding the GIL); True if there were any."""
+        cq = self._completions
+        if cq is None or not cq.wait_ready(wait_ns):
+            return False
+        for hook in self._wake_hooks:
+            hook()
+        return True
 
     def _poll(self, timeout):
         if self._poller.poll(timeout):

@@ -33,6 +33,12 @@ The monitor also enforces time slices: an LWP that has not switched for longer
 than ``time_slice`` gets its running thread preempted at its next safe point
 (:func:`lwp._core.preempt.arm`; see that module).  Stall handling is unchanged.
 
+The monitor also flags CPU hogs for the other LWPs: ``Monitor.hog`` is true
+while some LWP runs Python past its slice (or is stalled in Python), and for
+``HOG_MEMORY`` after.  Then each release of the GIL costs the releasing LWP a
+switch interval, so an LWP about to sleep while its native requests are about
+to complete waits for them holding the GIL instead (``LWP._idle``).
+
 The monitor also shares work: an LWP that has started no new thread between
 two samples while unstarted threads wait in its queue gets an idle LWP woken
 to steal half of them (``Scheduler.backlog_persists``).
@@ -56,6 +62,7 @@ from . import preempt
 log = logging.getLogger("lwp.monitor")
 
 IDLE_PERIOD = 0.010
+HOG_MEMORY = 0.1  # seconds ``Monitor.hog`` stays true after the last sight of a hog
 
 
 def default_log_after():
@@ -86,6 +93,13 @@ class Monitor:
         self._last_check = None  # time of the previous sample
         self._seen = {}     # lwp -> (ticks, monotonic time they last changed)
         self._backlog = {}  # lwp -> threads_run when a backlog was last seen, else None
+        # True while some LWP runs one thread past its time slice, or is stalled and not
+        # known to be blocked outside Python, and for HOG_MEMORY after (a preempted hog
+        # switches, then overruns its next slice): another kernel thread that gives the GIL
+        # away then waits a switch interval to get it back.  Written by the monitor thread
+        # only, read as a hint by LWPs (LWP._spin_for_completions).
+        self.hog = False
+        self._hog_seen = None  # when a hog was last seen
         self._thread = threading.Thread(target=self._run, name=f"{sched.name}-monitor", daemon=True)
 
     def start(self):
@@ -105,7 +119,7 @@ class Monitor:
 
     def check(self, now):
         """One sample of every LWP; returns True if any was awake."""
-        awake = False
+        awake = hog = False
         gap = 0.0 if self._last_check is None else now - self._last_check  # since the last sample
         self._last_check = now
         for lwp in self.sched.lwps():
@@ -118,6 +132,7 @@ class Monitor:
                 same = last is not None and last[0] == ticks
                 ran = now - max(last[1], lwp.busy_since) if same else None
                 if preempt.overran(lwp, ticks, now, ran, gap, self.time_slice):
+                    hog = True
                     preempt.arm(lwp)  # its thread used up its slice: suspend it at a safe point
             if last is None or last[0] != ticks or lwp.busy_since is None:
                 self._seen[lwp] = (ticks, now)
@@ -138,6 +153,7 @@ class Monitor:
                 where, self._where[lwp] = self._where.get(lwp), self._position(lwp)
                 blocked = (where == self._where[lwp] and where is not None
                            and stalled_for >= 2 * self.threshold)
+                hog = hog or not blocked
                 self.sched.lwp_still_blocked(lwp, running_python=not blocked)
                 if stalled_for > self.log_after and lwp not in self._logged:
                     self._logged.add(lwp)
@@ -148,6 +164,9 @@ class Monitor:
             for table in (self._seen, self._backlog, self._where):
                 table.pop(lwp, None)
             self._logged.discard(lwp)
+        if hog:
+            self._hog_seen = now
+        self.hog = self._hog_seen is not None and now - self._hog_seen < HOG_MEMORY
         return awake
 
     @staticmethod

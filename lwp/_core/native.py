@@ -31,17 +31,65 @@ Contract:
 * An :class:`ActivationPool` may be used from any thread.  A
   :class:`CompletionQueue` belongs to one thread (its LWP): requests aimed at it
   are submitted, and it is drained and closed, from that thread only.
+* Submitting, draining and the queue's counters keep the GIL (they are
+  builtins, see ``csrc/activations_py.h``, not cffi calls, which release it):
+  next to a thread computing on another LWP, every release of the GIL would
+  cost the caller a switch interval to get it back.
 """
 
 import atexit
 import itertools
 import os
 import socket
+import time
 import weakref
 
 from lwp._native import ffi, lib
 
 __all__ = ["ActivationPool", "CompletionQueue", "Completion"]
+
+
+
+def _cffi_entry_points():
+    """``(_submit, _drain, _inflight, _ready, _spin)`` as cffi calls, which
+    release the GIL: what the builtins of ``csrc/activations_py.c`` do, with
+    the same arguments and answers, for an interpreter without CPython's C
+    API (PyPy)."""
+    def submit(pool, cq, req):
+        if lib.lwp_submit(ffi.cast("lwp_pool *", pool), ffi.cast("lwp_cq *", cq),
+                          ffi.cast("lwp_req *", req)) == 0:
+            return 0
+        return ffi.errno
+
+    def drain(cq, out, n):
+        return lib.lwp_cq_drain(ffi.cast("lwp_cq *", cq), ffi.cast("lwp_req **", out), n)
+
+    def inflight(cq):
+        return lib.lwp_cq_inflight(ffi.cast("lwp_cq *", cq))
+
+    def ready(cq):
+        return lib.lwp_cq_ready(ffi.cast("lwp_cq *", cq))
+
+    def spin(cq, wakefd, ns):
+        if not 0 <= ns <= _MAX_SPIN_NS:
+            raise ValueError(f"_spin(): ns must be 0 to {_MAX_SPIN_NS}, not {ns}")
+        deadline = time.monotonic_ns() + ns
+        while not (n := ready(cq)) and time.monotonic_ns() < deadline:
+            pass
+        if n:
+            try:
+                os.eventfd_read(wakefd)  # reset before the caller drains
+            except BlockingIOError:
+                pass
+        return n
+
+    return submit, drain, inflight, ready, spin
+
+
+_MAX_SPIN_NS = 1_000_000  # as MAX_SPIN_NS in csrc/activations_py.c
+_submit, _drain, _inflight, _ready, _spin = _cffi_entry_points()
+# On CPython the builtins replace them: same answers, but they keep the GIL.
+lib.lwp_activations_py_init(__name__.encode())
 
 _DRAIN_BATCH = 64
 
@@ -110,9 +158,11 @@ class CompletionQueue:
             raise OSError(err, os.strerror(err))
         self._fd = fd
         self._cq = cq
+        self._addr = _address(cq)  # what the builtins take
         self._requests = {}     # token -> _Request, from submit to drain
         self._tokens = itertools.count()
         self._out = ffi.new("lwp_req *[]", _DRAIN_BATCH)
+        self._out_addr = _address(self._out)
 
     @property
     def closed(self):
@@ -122,7 +172,26 @@ class CompletionQueue:
     def in_flight(self):
         """Requests submitted for this queue that no worker has finished yet."""
         self._check_open()
-        return lib.lwp_cq_inflight(self._cq)
+        return _inflight(self._addr)
+
+    @property
+    def pending(self):
+        """True while some request submitted for this queue is not drained yet."""
+        return bool(self._requests)
+
+    def wait_ready(self, max_wait_ns):
+        """Wait up to ``max_wait_ns`` nanoseconds, *holding the GIL*, for a
+        finished request; return how many wait to be drained.
+
+        For an LWP about to sleep while its requests are expected within
+        microseconds: sleeping in epoll gives the GIL away, and next to a
+        thread computing on another LWP getting it back costs a switch
+        interval.  When the answer is non-zero, ``notify_fd`` has been reset
+        (it is the same eventfd), so the caller may drain at once.  At most
+        1 ms (``ValueError`` beyond).
+        """
+        self._check_open()
+        return _spin(self._addr, self._fd, max_wait_ns)
 
     def drain(self):
         """Return the finished requests as :class:`Completion` objects, oldest
@@ -137,7 +206,7 @@ class CompletionQueue:
         self._check_open()
         done = []
         while True:
-            n = lib.lwp_cq_drain(self._cq, self._out, _DRAIN_BATCH)
+            n = _drain(self._addr, self._out_addr, _DRAIN_BATCH)
             for i in range(n):
                 done.append(self._complete(self._out[i]))
             if n < _DRAIN_BATCH:
@@ -155,7 +224,7 @@ class CompletionQueue:
         """
         if self._cq is None:
             return
-        if lib.lwp_cq_inflight(self._cq) == 0:
+        if _inflight(self._addr) == 0:
             self.drain()
             if lib.lwp_cq_free(self._cq) == 0:
                 self._cq = None
@@ -198,7 +267,8 @@ class CompletionQueue:
         except Exception as exc:    # e.g. a canonical name that is not UTF-8
             value, error = None, exc
         finally:
-            lib.lwp_req_release(rec.req)
+            if rec.req.ai != ffi.NULL:  # only getaddrinfo allocates; a call would release the GIL
+                lib.lwp_req_release(rec.req)
         return Completion(rec.cookie, value, error)
 
 
@@ -222,6 +292,7 @@ class ActivationPool:
             err = ffi.errno
             raise OSError(err, os.strerror(err))
         self._pool = pool
+        self._addr = _address(pool)
         self._pid = os.getpid()
         self._closed = False
         _open_pools.add(self)
@@ -361,7 +432,7 @@ class ActivationPool:
         if self._closed or self._pid != os.getpid():
             raise RuntimeError("ActivationPool is closed")
         token = cq._register(cookie, req, convert, keepalive)
-        if lib.lwp_submit(self._pool, cq._cq, req) != 0:
+        if _submit(self._addr, cq._addr, _address(req)) != 0:
             # Only fails once shut down; the pool never saw the request.
             cq._unregister(token)
             raise RuntimeError("ActivationPool is closed")
@@ -374,6 +445,11 @@ def _close_open_pools():
 
 
 # -- request construction ------------------------------------------------
+
+def _address(cdata):
+    """The address a builtin takes for a pointer or array (no cffi call: keeps the GIL)."""
+    return int(ffi.cast("uintptr_t", cdata))
+
 
 def _new_req(op):
     req = ffi.new("lwp_req *")

@@ -60,7 +60,8 @@ The hook preempts at a ``line`` or ``call`` event (never ``return`` or
   item's ``__lt__`` inside a ``PriorityQueue`` operation.  ``lwp/bench`` and
   the ``python -m lwp`` demo count as user code; a module of lwp that calls
   user code holding no invariant across the call may register the calling
-  function with :func:`user_code_entry`;
+  function with :func:`user_code_entry` (the servers do, for a request
+  handler and a WSGI application);
 * the LWP's lock is free.
 
 When the event is *inside* lwp (the top frame is lwp's) the hook stays armed
@@ -361,15 +362,14 @@ class _Hook:
         """
         lwp = self.lwp
         cq = lwp._completions
-        if cq is not None or lwp._poller.busy():
-            lwp._poll(0)
+        lwp._poll_now()
         monitor = lwp.sched.monitor
         time_slice = monitor.time_slice if monitor is not None else 0
         if time.monotonic() - since < time_slice:
             if lwp._runq or lwp._inbox or lwp._newq or lwp._calls:
                 lwp.call_later(0, self._requeue, t, since, lwp.ticks)
                 return
-            if lwp.ticks != ticks and cq is not None and _has_requests(cq):
+            if lwp.ticks != ticks and cq is not None and cq.pending:
                 lwp.call_later(min(_GRACE, time_slice), self._requeue, t, since, lwp.ticks)
                 return
         lwp._runq.append(t)
@@ -379,12 +379,6 @@ class _Hook:
         installed it back with ``sys.settrace()``: step aside (and trace nothing)."""
         if sys.gettrace() is self:
             sys.settrace(None)
-
-
-def _has_requests(cq):
-    """Native requests submitted to ``cq`` and not yet drained (no cffi call: a
-    call would give the GIL away)."""
-    return bool(getattr(cq, "_requests", None))
 
 
 def _hook(lwp):

@@ -98,11 +98,14 @@ def _queue_pipeline(n: int, queue: Any, start: Starter) -> list[float]:
     return intervals_us(stamps)
 
 
+# Decorators apply bottom-up: this order puts the "lwp" row first.
+@event_handoff.impl("lwp slices off", library="lwp", time_slice=0,
+                    note="time_slice=0: no preemption, what the monitor's slices cost the switch path")
 @event_handoff.impl("lwp")
-def _lwp_event(n: int) -> list[float]:
+def _lwp_event(n: int, time_slice: float | None = None) -> list[float]:
     import lwp
 
-    return lwp_run(lambda: _event_pingpong(n, lwp.Event, lwp_thread), lwps=1)
+    return lwp_run(lambda: _event_pingpong(n, lwp.Event, lwp_thread), lwps=1, time_slice=time_slice)
 
 
 @event_handoff.impl("gevent", requires="gevent")

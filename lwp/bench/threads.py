@@ -48,12 +48,14 @@ def kernel_thread(fn: Callable[[], Any]) -> Callable[[], Any]:
 last_lwp_stats: list[dict[str, Any]] | None = None
 
 
-def lwp_run(main: Callable[..., Any], *args: Any, lwps: int | None = None) -> Any:
-    """``lwp.run(main, *args)`` on a fresh scheduler.
+def lwp_run(main: Callable[..., Any], *args: Any, lwps: int | None = None,
+            **options: Any) -> Any:
+    """``lwp.run(main, *args, **options)`` on a fresh scheduler.
 
     ``lwps=None`` means the run's ``--lwps`` choice if one was given, else
     lwp's own default; an explicit number (``lwps=1`` for the hand-off cases)
-    is kept whatever ``--lwps`` says.
+    is kept whatever ``--lwps`` says.  ``options`` are further scheduler
+    options (``time_slice=0`` for a row without preemption).
     """
     import lwp
 
@@ -66,5 +68,5 @@ def lwp_run(main: Callable[..., Any], *args: Any, lwps: int | None = None) -> An
     if lwps is None and os.environ.get(LWPS_ENV):
         lwps = int(os.environ[LWPS_ENV])
     if lwps is None:
-        return lwp.run(measured, *args)
-    return lwp.run(measured, *args, lwps=lwps)
+        return lwp.run(measured, *args, **options)
+    return lwp.run(measured, *args, lwps=lwps, **options)
