@@ -47,7 +47,10 @@ Command line::
 
 ``--processes N`` forks N servers sharing the port (``SO_REUSEPORT``), one
 scheduler each, to use N cores despite the GIL.  SIGTERM or Ctrl-C stops
-gracefully (``--graceful-timeout``).
+gracefully (``--graceful-timeout``).  HTTPS: ``--certfile cert.pem
+--keyfile key.pem`` (and ``--ca-certs ca.pem`` to require client
+certificates); the handshake happens in the connection's worker, within
+``--handshake-timeout`` seconds.
 """
 
 import argparse
@@ -67,7 +70,7 @@ import httptools
 from ._core.exceptions import Cancelled
 from .server import StreamServer, serve_processes
 
-__all__ = ["WSGIServer", "serve", "main"]
+__all__ = ["WSGIServer", "serve", "server_ssl_context", "main"]
 
 log = logging.getLogger("lwp.wsgi")
 
@@ -237,7 +240,7 @@ class _Connection:
             "REMOTE_ADDR": remote[0],
             "REMOTE_PORT": str(remote[1]),
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
+            "wsgi.url_scheme": server.url_scheme,
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": server.multiprocess,
@@ -710,13 +713,18 @@ class WSGIServer:
     ``max_header_block`` (65536), ``max_body`` (16 MiB), ``header_timeout``
     (10 s), ``keepalive_timeout`` (5 s), ``io_timeout`` (30 s).  Others:
     ``access_log`` (None, a file or a Logger), ``backlog``, ``reuse_port``,
-    ``multiprocess`` (the ``wsgi.multiprocess`` flag).
+    ``multiprocess`` (the ``wsgi.multiprocess`` flag).  TLS: ``ssl_context``
+    (a server-side :class:`ssl.SSLContext`; ``wsgi.url_scheme`` is then
+    ``"https"``) and ``handshake_timeout`` (10 s), as in
+    :class:`lwp.server.StreamServer`; :func:`server_ssl_context` makes one
+    from certificate files.
     """
 
     def __init__(self, address, app, *, max_connections=1000, max_line=8190, max_field=8190,
                  max_headers=100, max_header_block=65536, max_body=16 << 20, header_timeout=10.0,
                  keepalive_timeout=5.0, io_timeout=30.0, access_log=None, backlog=1024,
-                 reuse_port=False, multiprocess=False, name="wsgi"):
+                 reuse_port=False, multiprocess=False, ssl_context=None, handshake_timeout=10.0,
+                 name="wsgi"):
         self.app = app
         self.max_line = max_line
         self.max_field = max_field
@@ -728,9 +736,11 @@ class WSGIServer:
         self.io_timeout = io_timeout
         self.access_log = access_log
         self.multiprocess = multiprocess
+        self.url_scheme = "http" if ssl_context is None else "https"
         self._stream = StreamServer(address, self._handle, max_connections=max_connections,
                                     overload=self._overload, backlog=backlog,
-                                    reuse_port=reuse_port, name=name)
+                                    reuse_port=reuse_port, ssl_context=ssl_context,
+                                    handshake_timeout=handshake_timeout, name=name)
         self.server_name = "localhost"
         self.server_port = "0"
 
@@ -795,6 +805,22 @@ class WSGIServer:
                 pass
 
 
+def server_ssl_context(certfile, keyfile=None, ca_certs=None):
+    """A server-side TLS context for ``certfile`` (PEM; the key in it or in ``keyfile``).
+
+    The standard library's defaults for a server (TLS 1.2 at least, its
+    cipher choice).  With ``ca_certs`` (a PEM bundle), clients must present a
+    certificate signed by one of those CAs (mutual TLS).
+    """
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca_certs)
+    ctx.load_cert_chain(certfile, keyfile)
+    if ca_certs:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 def serve(app, host="127.0.0.1", port=8000, **options):
     """Run ``app`` until interrupted (call from a green thread, e.g. inside ``lwp.run``)."""
     server = WSGIServer((host, port), app, **options)
@@ -837,11 +863,17 @@ def _parse_args(argv):
     p.add_argument("--io-timeout", type=float, default=30.0)
     p.add_argument("--graceful-timeout", type=float, default=10.0)
     p.add_argument("--access-log", default=None, help="file for the access log, '-' for stderr")
+    p.add_argument("--certfile", default=None, help="PEM certificate (chain): serve HTTPS")
+    p.add_argument("--keyfile", default=None, help="PEM private key, if not in --certfile")
+    p.add_argument("--ca-certs", default=None,
+                   help="PEM CA bundle: require client certificates signed by these CAs")
+    p.add_argument("--handshake-timeout", type=float, default=10.0,
+                   help="seconds a client has to complete the TLS handshake")
     p.add_argument("--monkey", action="store_true", help="lwp.monkey.patch_all() before loading the app")
     return p.parse_args(argv)
 
 
-def _run_one(args, reuse_port):
+def _run_one(args, reuse_port, ctx):
     import lwp
 
     if args.monkey:
@@ -864,10 +896,12 @@ def _run_one(args, reuse_port):
                             header_timeout=args.header_timeout,
                             keepalive_timeout=args.keepalive_timeout, io_timeout=args.io_timeout,
                             access_log=access, reuse_port=reuse_port,
-                            multiprocess=args.processes > 1)
+                            multiprocess=args.processes > 1, ssl_context=ctx,
+                            handshake_timeout=args.handshake_timeout)
         server.start()
         host, port = server.address[:2]
-        print(f"lwp.wsgi: serving {args.app} on http://{host}:{port} (pid {os.getpid()})",
+        print(f"lwp.wsgi: serving {args.app} on {server.url_scheme}://{host}:{port} "
+              f"(pid {os.getpid()})",
               file=sys.stderr, flush=True)
         try:
             server.serve_forever()
@@ -894,12 +928,20 @@ def _run_one(args, reuse_port):
 
 def main(argv=None):
     args = _parse_args(sys.argv[1:] if argv is None else argv)
+    if (args.keyfile or args.ca_certs) and not args.certfile:
+        raise SystemExit("--keyfile and --ca-certs need --certfile")
+    ctx = None
+    if args.certfile:
+        try:
+            ctx = server_ssl_context(args.certfile, args.keyfile, args.ca_certs)
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            raise SystemExit(f"lwp.wsgi: cannot load the TLS certificate or key: {e}") from None
     if args.processes > 1:
         if args.port == 0:
             raise SystemExit("--processes needs a fixed --port")
-        statuses = serve_processes(args.processes, lambda: _run_one(args, True))
+        statuses = serve_processes(args.processes, lambda: _run_one(args, True, ctx))
         return max(statuses, default=0)
-    _run_one(args, False)
+    _run_one(args, False, ctx)
     return 0
 
 

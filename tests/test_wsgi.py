@@ -6,14 +6,17 @@ serves the next client.  The autouse leak check (conftest) checks fds.
 """
 
 import json
+import logging
 import socket
+import ssl
 import subprocess
 import sys
 import time
 
 import pytest
 
-from lwp.wsgi import WSGIServer
+from helpers import make_cert
+from lwp.wsgi import WSGIServer, server_ssl_context
 
 T = 5.0
 
@@ -36,7 +39,7 @@ def app(env, start_response):
         return (b"x" * 65536 for _ in range(64))
     if path == "/env":
         keys = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL", "HTTP_X_A",
-                "HTTP_X_B", "CONTENT_LENGTH", "HTTP_X_UNDER_SCORE", "HTTP_HOST")
+                "HTTP_X_B", "CONTENT_LENGTH", "HTTP_X_UNDER_SCORE", "HTTP_HOST", "wsgi.url_scheme")
         body = json.dumps({k: env.get(k) for k in keys}).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
@@ -204,6 +207,7 @@ def test_environ(server):
     assert env["QUERY_STRING"] == "q=1" and env["HTTP_X_A"] == "one, two"
     assert env["HTTP_X_UNDER_SCORE"] is None  # underscore names are dropped
     assert env["HTTP_HOST"] == "example" and env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["wsgi.url_scheme"] == "http"
 
 
 def test_readline_iteration_of_input(server):
@@ -482,25 +486,29 @@ def test_command_line(tmp_path):
     assert proc.returncode == 0 and "stopped" in out
 
 
-def test_gunicorn_worker_class(tmp_path):
+def run_gunicorn(tmp_path, *options, connect=None):
+    """Run gunicorn with lwp's worker on a one-line app; two pipelined requests through
+    ``connect(port)`` (a plain connection by default) must get the app's answer."""
     pytest.importorskip("gunicorn")
     (tmp_path / "gapp.py").write_text(
         "def app(env, sr):\n    sr('200 OK', [('Content-Length', '7')])\n    return [b'gunicrn']\n")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "lwp.wsgi_gunicorn.LwpWorker",
                              "-b", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "60",
-                             "gapp:app"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+                             *options, "gapp:app"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
         port = None
         deadline = time.monotonic() + 30
         while port is None and time.monotonic() < deadline:
             line = proc.stderr.readline()
-            if "Listening at: http://127.0.0.1:" in line:
-                port = int(line.split("http://127.0.0.1:")[1].split()[0])
+            if "Listening at: " in line:
+                port = int(line.split("://127.0.0.1:")[1].split()[0])
         assert port, "gunicorn did not start"
         deadline = time.monotonic() + 30
         while True:  # the worker boots after the master listens
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=T) as c:
+                c = connect(port) if connect else socket.create_connection(("127.0.0.1", port),
+                                                                           timeout=T)
+                with c:
                     c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
                     r = Reader(c)
                     assert [r.response()[2] for _ in range(2)] == [b"gunicrn"] * 2
@@ -516,6 +524,10 @@ def test_gunicorn_worker_class(tmp_path):
         # graceful timeout, 60 s here, blocked in a join that SA_RESTART kept going).
         proc.communicate(timeout=20)
     assert proc.returncode == 0
+
+
+def test_gunicorn_worker_class(tmp_path):
+    run_gunicorn(tmp_path)
 
 
 def test_write_callable(server):
@@ -549,3 +561,116 @@ def test_processes_share_the_port(tmp_path):
         proc.terminate()
         out = proc.communicate(timeout=T)[1]
     assert proc.returncode == 0 and out.count("stopped") == 2
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    return make_cert(tmp_path_factory.mktemp("tls"))
+
+
+def tls_connect(port, cert, client_cert=None):
+    ctx = ssl.create_default_context(cafile=cert[0])
+    if client_cert is not None:
+        ctx.load_cert_chain(*client_cert)
+    return ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=T),
+                           server_hostname="localhost")
+
+
+def test_https_keep_alive_pipelining_chunked_bodies(cert):
+    srv = WSGIServer(("127.0.0.1", 0), app, ssl_context=server_ssl_context(*cert)).start()
+    try:
+        with tls_connect(srv.address[1], cert) as c:
+            c.sendall(b"GET /env HTTP/1.1\r\nHost: t\r\n\r\n"
+                      b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+            r = Reader(c)
+            assert json.loads(r.response()[2])["wsgi.url_scheme"] == "https"
+            assert r.response()[2] == b"hello world"
+            c.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            status, headers, body = r.response()
+            assert (status, headers["transfer-encoding"], len(body)) == (200, "chunked", 64 << 16)
+            assert r.closed()
+            r.f.close()
+        st = srv.stats()
+        assert (st["accepted"], st["tls_errors"]) == (1, 0)
+    finally:
+        srv.stop(T)
+
+
+def test_https_silent_client_dropped_others_served(cert, caplog):
+    srv = WSGIServer(("127.0.0.1", 0), app, ssl_context=server_ssl_context(*cert),
+                     handshake_timeout=0.3).start()
+    try:
+        with caplog.at_level(logging.INFO, logger="lwp.server"):
+            silent = socket.create_connection(srv.address[:2], timeout=T)
+            with tls_connect(srv.address[1], cert) as c:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                r = Reader(c)
+                assert r.response()[2] == b"hello"
+                r.f.close()
+            assert silent.recv(10) == b""
+            silent.close()
+        assert srv.stats()["tls_errors"] == 1
+        assert [r.levelno for r in caplog.records] == [logging.INFO]
+    finally:
+        srv.stop(T)
+
+
+def test_https_client_certificates(cert, tmp_path):
+    client_cert = make_cert(tmp_path, "client")
+    ctx = server_ssl_context(*cert, ca_certs=client_cert[0])
+    srv = WSGIServer(("127.0.0.1", 0), app, ssl_context=ctx).start()
+    try:
+        with tls_connect(srv.address[1], cert, client_cert) as c:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            r = Reader(c)
+            assert r.response()[2] == b"hello"
+            r.f.close()
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            with tls_connect(srv.address[1], cert) as c:  # no certificate: refused
+                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                Reader(c).response()
+        deadline = time.monotonic() + T
+        while srv.stats()["tls_errors"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert srv.stats()["tls_errors"] == 1
+    finally:
+        srv.stop(T)
+
+
+def test_https_command_line(tmp_path, cert):
+    (tmp_path / "cliapp.py").write_text(
+        "def app(env, sr):\n    b = env['wsgi.url_scheme'].encode()\n"
+        "    sr('200 OK', [('Content-Length', str(len(b)))])\n    return [b]\n")
+    proc = subprocess.Popen([sys.executable, "-m", "lwp.wsgi", "cliapp:app", "--port", "0",
+                             "--lwps", "1", "--certfile", cert[0], "--keyfile", cert[1]],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        assert "serving cliapp:app on https://127.0.0.1:" in line
+        port = int(line.split("https://127.0.0.1:")[1].split()[0])
+        with tls_connect(port, cert) as c:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            r = Reader(c)
+            assert r.response()[2] == b"https"
+            r.f.close()
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=T)[1]
+    assert proc.returncode == 0 and "stopped" in out
+
+
+def test_https_command_line_bad_files(tmp_path, cert):
+    bad = subprocess.run([sys.executable, "-m", "lwp.wsgi", "x:app", "--certfile",
+                          str(tmp_path / "missing.pem")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "cannot load the TLS certificate" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "lwp.wsgi", "x:app", "--keyfile", cert[1]],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "need --certfile" in bad.stderr
+
+
+def test_gunicorn_worker_tls(tmp_path, cert):
+    run_gunicorn(tmp_path, "--certfile", cert[0], "--keyfile", cert[1],
+                 connect=lambda port: tls_connect(port, cert))
