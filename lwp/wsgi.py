@@ -5,9 +5,10 @@ Each connection is served by a worker green thread of a
 written as plain blocking code (a Flask app, say) runs unchanged: while one
 request waits for a database or a file, the LWP serves the others.
 
-HTTP: keep-alive, pipelining (requests on one connection are answered in
-order), chunked request and response bodies, ``Expect: 100-continue``
-(answered when the application first reads ``wsgi.input``), HEAD, HTTP/1.0.
+HTTP: keep-alive (HTTP/1.0's ``Connection: keep-alive`` too), pipelining
+(requests on one connection are answered in order), chunked request and
+response bodies, ``Expect: 100-continue`` (answered when the application
+first reads ``wsgi.input``), HEAD, ``wsgi.file_wrapper`` (``sendfile``).
 Requests are parsed by ``httptools`` (the llhttp parser of Node.js, in C);
 it is strict, so malformed input is refused rather than guessed at.
 
@@ -33,8 +34,9 @@ sending a body or reading the response
 
 Header names containing ``_`` are dropped (they would be confused with
 ``-`` in ``HTTP_*`` environ keys), header values are decoded as latin-1 as
-PEP 3333 says, and the application's response headers are checked for CR/LF
-(header injection: 500).  Error responses close the connection with a
+PEP 3333 says, and the application's response headers are checked (a name must be an
+RFC 9110 token, a value must hold no CR, LF or NUL: header injection) and
+refused with a 500.  Error responses close the connection with a
 lingering close, so the client reads the status instead of a reset.
 
 The access log (``access_log``: a file, a :class:`logging.Logger`, or None)
@@ -58,11 +60,13 @@ import importlib
 import io
 import logging
 import os
+import re
 import signal
 import sys
 import time
 from collections import deque
 from email.utils import formatdate
+from stat import S_ISREG
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -70,7 +74,7 @@ import httptools
 from ._core.exceptions import Cancelled
 from .server import StreamServer, serve_processes
 
-__all__ = ["WSGIServer", "serve", "server_ssl_context", "main"]
+__all__ = ["WSGIServer", "FileWrapper", "serve", "server_ssl_context", "main"]
 
 log = logging.getLogger("lwp.wsgi")
 
@@ -246,6 +250,7 @@ class _Connection:
             "wsgi.multiprocess": server.multiprocess,
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
         }
 
     # -- parser callbacks (run inside feed_data) ---------------------------------------------
@@ -443,11 +448,16 @@ class _Connection:
             return False
         state = _Response(self, req)
         result = None
+        if self.timeout != s.io_timeout:  # sends wait io_timeout, not what the last recv waited
+            self.sock.settimeout(s.io_timeout)
+            self.timeout = s.io_timeout
         try:
             result = s.app(env, state.start_response)
             chunks = result
             if type(result) is list and len(result) == 1 and not state.sent:
                 state.single(result[0])
+            elif type(result) is FileWrapper and not state.sent and state.send_file(result):
+                state.finish()
             else:
                 for chunk in chunks:
                     if chunk:
@@ -544,6 +554,8 @@ class _Connection:
         return env
 
 
+_is_token = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z").match  # RFC 9110 field names
+
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 _ENV_KEYS = {}  # header name (bytes, as sent) -> environ key; bounded
 
@@ -555,6 +567,33 @@ def _env_key(name):
     if len(_ENV_KEYS) < 1024:
         _ENV_KEYS[name] = key
     return key
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: return ``FileWrapper(file)`` to send a file efficiently.
+
+    When ``file`` is a regular file with a descriptor, the server sends it
+    from its current position with ``sendfile`` (no copy through Python; over
+    TLS, a read-and-send loop), with a Content-Length of what is left of it
+    unless the application gave one; otherwise it is iterated in ``blksize``
+    reads like any other response.  Closing the wrapper (the server does)
+    closes ``file``.
+    """
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
 
 
 class _Response:
@@ -603,8 +642,8 @@ class _Response:
         length = None
         conn_hdr = None
         for name, value in self.headers:
-            if ("\r" in name or "\n" in name or ":" in name or "\r" in value or "\n" in value):
-                raise ValueError(f"header injection attempt in {name!r}: {value!r}")
+            if not _is_token(name) or "\r" in value or "\n" in value or "\0" in value:
+                raise ValueError(f"bad response header (or header injection) {name!r}: {value!r}")
             lname = name.lower()
             if lname == "content-length":
                 length = int(value)
@@ -651,6 +690,27 @@ class _Response:
             body = body[:self.length]
         self.body_bytes = len(body)
         self.conn.sock.sendall(head + body)
+
+    def send_file(self, wrapper):
+        """Send a FileWrapper's regular file with sendfile; False (nothing sent) if it is none."""
+        f = wrapper.filelike
+        try:
+            st = os.fstat(f.fileno())
+            pos = f.tell()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation included
+            return False
+        if not S_ISREG(st.st_mode):
+            return False
+        size = max(st.st_size - pos, 0)
+        head = self._head(size)
+        sock = self.conn.sock
+        sock.sendall(head)
+        if self.no_body:
+            return True
+        count = min(self.length, size)
+        if count:
+            self.body_bytes = sock.sendfile(f, pos, count)
+        return True
 
     def write(self, data):
         if not self.sent:
@@ -873,6 +933,13 @@ def _parse_args(argv):
     return p.parse_args(argv)
 
 
+def _say(line):
+    """One line to stderr in one write: print() writes the text and its newline apart, and
+    the lines of several --processes children would interleave."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def _run_one(args, reuse_port, ctx):
     import lwp
 
@@ -900,9 +967,8 @@ def _run_one(args, reuse_port, ctx):
                             handshake_timeout=args.handshake_timeout)
         server.start()
         host, port = server.address[:2]
-        print(f"lwp.wsgi: serving {args.app} on {server.url_scheme}://{host}:{port} "
-              f"(pid {os.getpid()})",
-              file=sys.stderr, flush=True)
+        _say(f"lwp.wsgi: serving {args.app} on {server.url_scheme}://{host}:{port} "
+             f"(pid {os.getpid()})")
         try:
             server.serve_forever()
         except (KeyboardInterrupt, Cancelled):
@@ -910,8 +976,8 @@ def _run_one(args, reuse_port, ctx):
         finally:
             left = server.stop(args.graceful_timeout)
             st = server.stats()
-            print(f"lwp.wsgi: stopped (pid {os.getpid()}): {st['served']} connections served, "
-                  f"{st['rejected']} rejected, {left} cancelled", file=sys.stderr, flush=True)
+            _say(f"lwp.wsgi: stopped (pid {os.getpid()}): {st['served']} connections served, "
+                 f"{st['rejected']} rejected, {left} cancelled")
 
     def on_term(signum, frame):
         raise KeyboardInterrupt

@@ -9,11 +9,10 @@ import logging
 import socket
 import ssl
 import threading
-import time
 
 import pytest
 
-from helpers import make_cert
+from helpers import make_cert, wait_until
 import lwp
 from lwp import server as server_mod
 from lwp.server import StreamServer
@@ -342,10 +341,7 @@ def tls_client(srv, cert):
 
 
 def wait_stat(srv, key, value):
-    deadline = time.monotonic() + T
-    while srv.stats()[key] != value:
-        assert time.monotonic() < deadline, f"{key} stayed {srv.stats()[key]}, not {value}"
-        time.sleep(0.005)
+    wait_until(lambda: srv.stats()[key] == value, T)
 
 
 def test_tls_echo(cert):

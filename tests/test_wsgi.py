@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from helpers import make_cert
+from helpers import make_cert, wait_until
 from lwp.wsgi import WSGIServer, server_ssl_context
 
 T = 5.0
@@ -37,6 +37,9 @@ def app(env, start_response):
     if path == "/big":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return (b"x" * 65536 for _ in range(64))
+    if path == "/huge":  # more than the socket buffers hold
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (b"x" * 65536 for _ in range(1024))
     if path == "/env":
         keys = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL", "HTTP_X_A",
                 "HTTP_X_B", "CONTENT_LENGTH", "HTTP_X_UNDER_SCORE", "HTTP_HOST", "wsgi.url_scheme")
@@ -55,6 +58,46 @@ def app(env, start_response):
     if path == "/nocontent":
         start_response("204 No Content", [])
         return []
+    if path == "/late-error":  # fails before the first body byte: the error replaces the 200
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise KeyError("late")
+        except KeyError:
+            start_response("500 Oops", [("Content-Length", "4")], sys.exc_info())
+        return [b"oops"]
+    if path == "/error-after-write":  # headers are out: start_response must re-raise
+        write = start_response("200 OK", [("Content-Length", "100")])
+        write(b"partial")
+        try:
+            raise KeyError("too late (expected by the test)")
+        except KeyError:
+            start_response("500 Oops", [], sys.exc_info())
+        return [b"never"]
+    if path == "/twice":
+        start_response("200 OK", [])
+        start_response("200 OK", [])
+        return [b"never"]
+    if path == "/bad-header-type":
+        start_response("200 OK", [("X-Number", 5)])
+        return [b"never"]
+    if path == "/bad-header-name":
+        start_response("200 OK", [("X Bad", "1")])
+        return [b"never"]
+    if path == "/non-latin1":
+        start_response("200 OK", [("X-Name", "\u20ac")])
+        return [b"never"]
+    if path == "/readline":
+        inp = env["wsgi.input"]
+        out = [inp.readline(3), inp.readline(), inp.readline(-1), inp.read(2)]
+        out += list(inp)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps([x.decode() for x in out]).encode()]
+    if path == "/file":
+        f = open(env["QUERY_STRING"], "rb")
+        f.seek(int(env.get("HTTP_X_SKIP", "0")))
+        headers = [("Content-Length", env["HTTP_X_LENGTH"])] if "HTTP_X_LENGTH" in env else []
+        start_response("200 OK", headers)
+        return env["wsgi.file_wrapper"](f, 4096)
     body = b"hello"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
     return [body]
@@ -530,6 +573,183 @@ def test_gunicorn_worker_class(tmp_path):
     run_gunicorn(tmp_path)
 
 
+# -- PEP 3333 and HTTP details a WSGI server owes its users ------------------------------------
+
+def test_http10_keep_alive(server):
+    with connect(server) as c:
+        r = Reader(c)
+        for _ in range(3):
+            c.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            status, headers, body = r.response()
+            assert (status, body) == (200, b"hello")
+            assert headers["connection"].lower() == "keep-alive"
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n")  # without keep-alive: answered, then closed
+        assert r.response()[2] == b"hello" and r.closed()
+        r.f.close()
+    assert server.stats()["accepted"] == 1
+
+
+def test_head_of_a_streamed_response_has_no_body_and_keeps_the_connection(server):
+    with connect(server) as c:
+        c.sendall(b"HEAD /stream HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        f = c.makefile("rb")
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += f.readline()
+        assert head.startswith(b"HTTP/1.1 200") and b"chunked" not in head.lower()
+        assert f.readline().startswith(b"HTTP/1.1 200")  # the next response, no body between
+        f.close()
+
+
+def test_connection_close_from_the_client_ends_the_pipeline(server):
+    with connect(server) as c:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                  b"GET /env HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = Reader(c)
+        status, headers, body = r.response()
+        assert (status, body, headers["connection"]) == (200, b"hello", "close")
+        assert r.closed()  # the second request is not answered
+        r.f.close()
+
+
+def test_exc_info_before_the_headers_are_sent_replaces_the_response(server):
+    (status, _, body), _ = exchange(server, b"GET /late-error HTTP/1.1\r\nHost: t\r\n\r\n",
+                                    expect_close=False)
+    assert (status, body) == (500, b"oops")
+    assert still_serving(server)
+
+
+def test_exc_info_after_the_headers_are_sent_reraises_and_closes(server, caplog):
+    with caplog.at_level(logging.ERROR, logger="lwp.wsgi"):
+        with connect(server) as c:
+            c.sendall(b"GET /error-after-write HTTP/1.1\r\nHost: t\r\n\r\n")
+            data = b""
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\npartial")  # cut short
+    errors = [r for r in caplog.records if r.name == "lwp.wsgi"]
+    assert len(errors) == 1 and errors[0].exc_info[0] is KeyError
+    assert still_serving(server)
+
+
+@pytest.mark.parametrize("path", ["/twice", "/bad-header-type", "/bad-header-name", "/non-latin1"])
+def test_bad_start_response_calls_are_500(server, path):
+    (status, _, _), closed = exchange(server, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
+    assert status == 500 and closed
+    assert still_serving(server)
+
+
+def test_readline_and_iteration_over_a_chunked_body(server):
+    body = b"ab"  b"c\nde" b"f\n" b"\nghij\nk" b"l"  # lines cut across chunks
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p)
+                       for p in (b"ab", b"c\nde", b"f\n", b"\nghij\nk", b"l")) + b"0\r\n\r\n"
+    assert b"".join((b"ab", b"c\nde", b"f\n", b"\nghij\nk", b"l")) == body
+    with connect(server) as c:
+        c.sendall(b"POST /readline HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(chunked), 7):  # trickled, so reads wait for more in mid-line
+            c.sendall(chunked[i:i + 7])
+            time.sleep(0.002)
+        r = Reader(c)
+        status, _, data = r.response()
+        r.f.close()
+    assert status == 200
+    assert json.loads(data) == ["abc", "\n", "def\n", "\ng", "hij\n", "kl"]
+
+
+def test_file_wrapper_sends_the_file(server, tmp_path):
+    path = tmp_path / "data.bin"
+    content = bytes(range(256)) * 4096  # 1 MiB
+    path.write_bytes(content)
+    with connect(server) as c:
+        q = str(path).encode()
+        c.sendall(b"GET /file?%s HTTP/1.1\r\nHost: t\r\n\r\n" % q
+                  + b"GET /file?%s HTTP/1.1\r\nHost: t\r\nX-Skip: 1000\r\nX-Length: 10\r\n\r\n" % q
+                  + b"HEAD /file?%s HTTP/1.1\r\nHost: t\r\n\r\n" % q)
+        r = Reader(c)
+        status, headers, body = r.response()
+        assert (status, headers["content-length"], body == content) == (200, str(len(content)), True)
+        status, headers, body = r.response()
+        assert (status, body) == (200, content[1000:1010])
+        f = r.f
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += f.readline()
+        assert b"content-length: %d" % len(content) in head.lower()
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert r.response()[2] == b"hello"  # nothing of the file after the HEAD
+        r.f.close()
+
+
+def test_file_wrapper_content_length_beyond_the_file_closes(server, tmp_path):
+    path = tmp_path / "short.bin"
+    path.write_bytes(b"12345")
+    with connect(server) as c:
+        c.sendall(b"GET /file?%s HTTP/1.1\r\nHost: t\r\nX-Length: 10\r\n\r\n" % str(path).encode())
+        f = c.makefile("rb")
+        data = f.read()  # until the server closes: it cannot keep a promise of 10 bytes
+        f.close()
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n12345")
+
+
+def test_slow_reader_of_a_response_is_dropped_after_io_timeout():
+    """The send timeout is io_timeout, whatever the keep-alive timeout."""
+    srv = WSGIServer(("127.0.0.1", 0), app, keepalive_timeout=60, header_timeout=60,
+                     io_timeout=0.3).start()
+    try:
+        with connect(srv) as c:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.sendall(b"GET /huge HTTP/1.1\r\nHost: t\r\n\r\n")  # 64 MiB, read no further
+            assert c.recv(12) == b"HTTP/1.1 200"  # the response is under way
+            deadline = time.monotonic() + T
+            while srv.stats()["busy"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert srv.stats()["busy"] == 0  # the worker gave up on the silent reader
+        assert still_serving(srv)
+    finally:
+        srv.stop(T)
+
+
+def test_stop_lets_an_in_flight_request_finish_and_closes_its_keep_alive_connection():
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_app(env, start_response):
+        started.set()
+        release.wait(T)
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"done"]
+
+    srv = WSGIServer(("127.0.0.1", 0), slow_app).start()
+    idle = connect(srv)  # a keep-alive connection between requests: closed at once
+    idle.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    ri = Reader(idle)
+    with connect(srv) as c:
+        release.set()
+        assert ri.response()[2] == b"done"
+        release.clear()
+        started.clear()
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert started.wait(T)
+        result = []
+        stopper = threading.Thread(target=lambda: result.append(srv.stop(T)))
+        stopper.start()
+        assert ri.closed()  # the idle one is closed while the other request runs
+        release.set()
+        r = Reader(c)
+        status, headers, body = r.response()
+        assert (status, body, headers["connection"]) == (200, b"done", "close")
+        assert r.closed()
+        stopper.join(T)
+        assert result == [0]  # nothing had to be cancelled
+        r.f.close()
+    ri.f.close()
+    idle.close()
+
+
 def test_write_callable(server):
     (status, headers, body), _ = exchange(server, b"GET /write HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert (status, body) == (200, b"written;returned")
@@ -578,7 +798,9 @@ def tls_connect(port, cert, client_cert=None):
                            server_hostname="localhost")
 
 
-def test_https_keep_alive_pipelining_chunked_bodies(cert):
+def test_https_keep_alive_pipelining_chunked_bodies_file_wrapper(cert, tmp_path):
+    content = bytes(range(256)) * 1000
+    (tmp_path / "f.bin").write_bytes(content)
     srv = WSGIServer(("127.0.0.1", 0), app, ssl_context=server_ssl_context(*cert)).start()
     try:
         with tls_connect(srv.address[1], cert) as c:
@@ -588,6 +810,8 @@ def test_https_keep_alive_pipelining_chunked_bodies(cert):
             r = Reader(c)
             assert json.loads(r.response()[2])["wsgi.url_scheme"] == "https"
             assert r.response()[2] == b"hello world"
+            c.sendall(b"GET /file?%s HTTP/1.1\r\nHost: t\r\n\r\n" % str(tmp_path / "f.bin").encode())
+            assert r.response()[2] == content
             c.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             status, headers, body = r.response()
             assert (status, headers["transfer-encoding"], len(body)) == (200, "chunked", 64 << 16)
@@ -612,7 +836,7 @@ def test_https_silent_client_dropped_others_served(cert, caplog):
                 r.f.close()
             assert silent.recv(10) == b""
             silent.close()
-        assert srv.stats()["tls_errors"] == 1
+            wait_until(lambda: srv.stats()["tls_errors"] == 1, T)
         assert [r.levelno for r in caplog.records] == [logging.INFO]
     finally:
         srv.stop(T)
@@ -632,10 +856,7 @@ def test_https_client_certificates(cert, tmp_path):
             with tls_connect(srv.address[1], cert) as c:  # no certificate: refused
                 c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
                 Reader(c).response()
-        deadline = time.monotonic() + T
-        while srv.stats()["tls_errors"] != 1 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert srv.stats()["tls_errors"] == 1
+        wait_until(lambda: srv.stats()["tls_errors"] == 1, T)
     finally:
         srv.stop(T)
 
