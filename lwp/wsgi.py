@@ -39,9 +39,14 @@ RFC 9110 token, a value must hold no CR, LF or NUL: header injection) and
 refused with a 500.  Error responses close the connection with a
 lingering close, so the client reads the status instead of a reset.
 
-The access log (``access_log``: a file, a :class:`logging.Logger`, or None)
-writes one line per response: client, time, request line, status, bytes,
-microseconds.
+The access log (``access_log``: a file, a :class:`logging.Logger`, or None,
+the default: no log) has one line per response: client, time, request line,
+status, bytes, microseconds.  The lines are written by a green thread of
+their own through :func:`lwp.blocking`, so a slow log (stderr into a full
+pipe, a handler that sends over the network) never holds an LWP or a
+request; if it falls more than 10,000 lines behind, lines are dropped and
+their number logged.  Errors (an application's exception, a failed TLS
+handshake) go to the ``lwp.wsgi`` and ``lwp.server`` loggers.
 
 Command line::
 
@@ -64,6 +69,7 @@ import re
 import signal
 import sys
 import time
+from _thread import allocate_lock
 from collections import deque
 from email.utils import formatdate
 from stat import S_ISREG
@@ -71,7 +77,10 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from ._core import park
+from ._core.activation import blocking
 from ._core.exceptions import Cancelled
+from ._core.scheduler import spawn
 from .server import StreamServer, serve_processes
 
 __all__ = ["WSGIServer", "FileWrapper", "serve", "server_ssl_context", "main"]
@@ -88,6 +97,7 @@ RECV_SIZE = 65536
 LINGER_SECONDS = 1.0        # after an error response, read what the client still sends
 LINGER_BYTES = 1 << 20
 DRAIN_BYTES = 1 << 16       # unread request body we read and discard to keep the connection
+ACCESS_LOG_BACKLOG = 10000  # access log lines waiting for a slow log, at most
 
 
 class HTTPError(Exception):
@@ -803,6 +813,7 @@ class WSGIServer:
                                     handshake_timeout=handshake_timeout, name=name)
         self.server_name = "localhost"
         self.server_port = "0"
+        self._access = None  # the access log's writer, while the server runs
 
     @property
     def address(self):
@@ -810,6 +821,8 @@ class WSGIServer:
 
     def start(self):
         self._stream.start()
+        if self.access_log is not None:
+            self._access = _AccessLog(self.access_log, self._stream.name)
         addr = self._stream.address
         if isinstance(addr, tuple):
             self.server_name, self.server_port = str(addr[0]), str(addr[1])
@@ -821,8 +834,13 @@ class WSGIServer:
         self._stream.serve_forever()
 
     def stop(self, timeout=None):
-        """Stop accepting, close idle keep-alive connections, let requests finish (see StreamServer.stop)."""
-        return self._stream.stop(timeout)
+        """Stop accepting, close idle keep-alive connections, let requests finish (see
+        StreamServer.stop); then write out the access log."""
+        try:
+            return self._stream.stop(timeout)
+        finally:
+            if self._access is not None:
+                self._access.close()
 
     def stats(self):
         return self._stream.stats()
@@ -847,22 +865,93 @@ class WSGIServer:
         conn.refuse(HTTPError(503, "server at its connection limit"))
 
     def _log(self, addr, req, status, nbytes, micros):
-        out = self.access_log
-        if out is None:
+        writer = self._access
+        if writer is None:
             return
         client = addr[0] if isinstance(addr, tuple) else "-"
         when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
         line = "-" if req is None else (
             f"{req.method.decode('latin-1')} {req.url.decode('latin-1')} HTTP/{req.version}")
-        text = f'{client} - - [{when}] "{line}" {status} {nbytes} {int(micros)}us'
-        if isinstance(out, logging.Logger):
-            out.info(text)
-        else:
-            try:
-                out.write(text + "\n")
-                out.flush()
-            except (OSError, ValueError):
-                pass
+        writer.put(f'{client} - - [{when}] "{line}" {status} {nbytes} {int(micros)}us')
+
+
+class _AccessLog:
+    """The access log's writer: a green thread writing lines in batches through
+    :func:`lwp.blocking`.
+
+    So a slow or stuck destination (stderr into a full pipe, a file on a slow
+    disk, a logging handler that sends over the network) holds an activation
+    thread, never an LWP, nor the request whose line it is.  At most
+    ``ACCESS_LOG_BACKLOG`` lines wait; beyond that lines are dropped and
+    counted, and the count is logged once the writer catches up: a log that
+    cannot keep up must not grow memory without bound.
+    """
+
+    def __init__(self, out, name):
+        self.out = out
+        self._lock = allocate_lock()
+        self._lines = []
+        self._dropped = 0
+        self._waiter = None      # the writer, parked until there are lines
+        self._closed = False
+        self._thread = spawn(self._run, name=f"{name}-access-log")
+
+    def put(self, line):
+        with self._lock:
+            if len(self._lines) >= ACCESS_LOG_BACKLOG:
+                self._dropped += 1
+                return
+            self._lines.append(line)
+            w, self._waiter = self._waiter, None
+        if w is not None:
+            w.wake(None)
+
+    def close(self):
+        """Write what waits, then end the writer."""
+        with self._lock:
+            self._closed = True
+            w, self._waiter = self._waiter, None
+        if w is not None:
+            w.wake(None)
+        if self._thread is not park.current():
+            self._thread.join()
+
+    def _run(self):
+        while True:
+            with self._lock:
+                lines, self._lines = self._lines, []
+                dropped, self._dropped = self._dropped, 0
+                if not (lines or dropped):
+                    if self._closed:
+                        return
+                    w = self._waiter = park.waiter()
+            if not (lines or dropped):
+                w.wait()
+                continue
+            if dropped:
+                lines.append(f"lwp.wsgi: {dropped} access log lines dropped "
+                             f"(the log is slower than the requests)")
+            out = self.out
+            if not isinstance(out, logging.Logger):
+                blocking(self._write, lines)
+            elif out.isEnabledFor(logging.INFO):
+                # The records are made here: a LogRecord asks threading for its thread's
+                # name, which in an activation thread would register a dummy Thread for good.
+                records = [out.makeRecord(out.name, logging.INFO, __file__, 0, line, (), None)
+                           for line in lines]
+                blocking(self._handle, records)
+
+    def _handle(self, records):
+        for record in records:
+            self.out.handle(record)
+
+    def _write(self, lines):
+        out = self.out
+        try:
+            out.write("\n".join(lines) + "\n")
+            out.flush()
+        except (OSError, ValueError):  # a closed or broken destination: the server goes on
+            pass
 
 
 def server_ssl_context(certfile, keyfile=None, ca_certs=None):

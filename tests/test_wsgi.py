@@ -282,6 +282,79 @@ def test_access_log(tmp_path):
     assert '"GET /env?x=1 HTTP/1.1" 200' in line and line.startswith("127.0.0.1")
 
 
+class StuckLog:
+    """A log destination whose writes block (a stderr pipe nobody reads) until released."""
+
+    def __init__(self):
+        import threading
+
+        self.release = threading.Event()
+        self.lines = []
+
+    def write(self, text):
+        assert self.release.wait(T), "the test never released the log"
+        self.lines += text.splitlines()
+
+    def flush(self):
+        pass
+
+
+def hello_requests(srv, n):
+    with connect(srv) as c:
+        r = Reader(c)
+        for _ in range(n):
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert r.response()[2] == b"hello"
+        r.f.close()
+
+
+def test_a_stuck_access_log_holds_no_request():
+    out = StuckLog()
+    srv = WSGIServer(("127.0.0.1", 0), app, access_log=out).start()
+    try:
+        hello_requests(srv, 20)  # all answered while the log's first write is stuck
+        assert out.lines == []
+        out.release.set()
+    finally:
+        srv.stop(T)
+    assert len(out.lines) == 20 and all('"GET / HTTP/1.1" 200 5' in x for x in out.lines)
+
+
+def test_access_log_drops_and_counts_lines_beyond_its_backlog(monkeypatch):
+    import lwp.wsgi
+
+    monkeypatch.setattr(lwp.wsgi, "ACCESS_LOG_BACKLOG", 5)
+    out = StuckLog()
+    srv = WSGIServer(("127.0.0.1", 0), app, access_log=out).start()
+    try:
+        hello_requests(srv, 20)
+        out.release.set()
+    finally:
+        srv.stop(T)
+    kept = [x for x in out.lines if '"GET / HTTP/1.1" 200' in x]
+    notes = [x for x in out.lines if "access log lines dropped" in x]
+    assert len(notes) == 1 and len(kept) <= 6
+    assert len(kept) + int(notes[0].split()[1]) == 20
+
+
+def test_access_log_to_a_logger(caplog):
+    logger = logging.getLogger("test.access")
+    with caplog.at_level(logging.INFO, logger="test.access"):
+        srv = WSGIServer(("127.0.0.1", 0), app, access_log=logger).start()
+        try:
+            hello_requests(srv, 3)
+        finally:
+            srv.stop(T)
+    assert [r.getMessage().split('"')[1] for r in caplog.records
+            if r.name == "test.access"] == ["GET / HTTP/1.1"] * 3
+
+
+def test_access_log_off_by_default(server, capsys):
+    hello_requests(server, 2)
+    assert server._access is None
+    assert capsys.readouterr() == ("", "")
+
+
 # -- bad input: each answered as stated, then the next client is served --------------------
 
 BAD = {
