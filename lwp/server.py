@@ -557,9 +557,9 @@ class StreamServer:
                     tls.close()
                     raise
         except OSError as e:  # SSLError and TimeoutError included
+            log.info("%s: TLS handshake with %s failed: %s", self.name, addr, e)
             with self._lock:
                 self.counters["tls_errors"] += 1
-            log.info("%s: TLS handshake with %s failed: %s", self.name, addr, e)
             return None
         tls.settimeout(None)
         return tls
