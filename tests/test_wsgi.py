@@ -696,12 +696,8 @@ def test_exc_info_after_the_headers_are_sent_reraises_and_closes(server, caplog)
     with caplog.at_level(logging.ERROR, logger="lwp.wsgi"):
         with connect(server) as c:
             c.sendall(b"GET /error-after-write HTTP/1.1\r\nHost: t\r\n\r\n")
-            data = b""
-            while True:
-                chunk = c.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            with c.makefile("rb") as f:
+                data = f.read()  # until the server closes
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\npartial")  # cut short
     errors = [r for r in caplog.records if r.name == "lwp.wsgi"]
     assert len(errors) == 1 and errors[0].exc_info[0] is KeyError
@@ -968,3 +964,21 @@ def test_https_command_line_bad_files(tmp_path, cert):
 def test_gunicorn_worker_tls(tmp_path, cert):
     run_gunicorn(tmp_path, "--certfile", cert[0], "--keyfile", cert[1],
                  connect=lambda port: tls_connect(port, cert))
+
+
+def test_https_over_the_connection_cap_gets_503_over_tls(cert):
+    srv = WSGIServer(("127.0.0.1", 0), app, max_connections=1, keepalive_timeout=5,
+                     ssl_context=server_ssl_context(*cert)).start()
+    try:
+        with tls_connect(srv.address[1], cert) as held:
+            held.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert Reader(held).response()[0] == 200
+            with tls_connect(srv.address[1], cert) as c:  # handshaken by the overload thread
+                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                r = Reader(c)
+                status, headers, _ = r.response()
+                assert status == 503 and headers["retry-after"] == "1"
+                r.f.close()
+        assert srv.stats()["tls_errors"] == 0
+    finally:
+        srv.stop(T)
