@@ -234,11 +234,9 @@ class StreamServer:
             raise ValueError("overload must be 'wait' or a callable(conn, address)")
         self._tls_socket = None
         if ssl_context is not None:
-            import ssl
-
             from .ssl import SSLSocket  # loaded only by a server that speaks TLS
 
-            if not isinstance(ssl_context, ssl.SSLContext):
+            if not isinstance(ssl_context, _get_original("ssl", "SSLContext")):
                 raise TypeError(f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}")
             if not (isinstance(handshake_timeout, (int, float)) and handshake_timeout > 0):
                 raise ValueError(f"handshake_timeout must be a number > 0, got {handshake_timeout!r}")

@@ -935,7 +935,8 @@ def test_https_command_line(tmp_path, cert):
         "def app(env, sr):\n    b = env['wsgi.url_scheme'].encode()\n"
         "    sr('200 OK', [('Content-Length', str(len(b)))])\n    return [b]\n")
     proc = subprocess.Popen([sys.executable, "-m", "lwp.wsgi", "cliapp:app", "--port", "0",
-                             "--lwps", "1", "--certfile", cert[0], "--keyfile", cert[1]],
+                             "--lwps", "1", "--certfile", cert[0], "--keyfile", cert[1],
+                             "--monkey"],  # the context is made before the patching
                             cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()
