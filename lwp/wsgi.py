@@ -932,14 +932,17 @@ class _AccessLog:
                 lines.append(f"lwp.wsgi: {dropped} access log lines dropped "
                              f"(the log is slower than the requests)")
             out = self.out
-            if not isinstance(out, logging.Logger):
-                blocking(self._write, lines)
-            elif out.isEnabledFor(logging.INFO):
-                # The records are made here: a LogRecord asks threading for its thread's
-                # name, which in an activation thread would register a dummy Thread for good.
-                records = [out.makeRecord(out.name, logging.INFO, __file__, 0, line, (), None)
-                           for line in lines]
-                blocking(self._handle, records)
+            try:
+                if not isinstance(out, logging.Logger):
+                    blocking(self._write, lines)
+                elif out.isEnabledFor(logging.INFO):
+                    # Made here: a LogRecord asks threading for its thread's name, which
+                    # in an activation thread would register a dummy Thread for good.
+                    records = [out.makeRecord(out.name, logging.INFO, __file__, 0, line, (),
+                                              None) for line in lines]
+                    blocking(self._handle, records)
+            except Exception:  # a broken file-like object: say so, keep serving and logging
+                log.exception("lwp.wsgi: the access log failed to write %d lines", len(lines))
 
     def _handle(self, records):
         for record in records:

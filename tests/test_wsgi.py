@@ -983,3 +983,23 @@ def test_https_over_the_connection_cap_gets_503_over_tls(cert):
         assert srv.stats()["tls_errors"] == 0
     finally:
         srv.stop(T)
+
+
+def test_a_broken_access_log_is_reported_and_the_server_goes_on(caplog):
+    class Broken:
+        def write(self, text):
+            raise RuntimeError("broken log (expected by the test)")
+
+        def flush(self):
+            pass
+
+    srv = WSGIServer(("127.0.0.1", 0), app, access_log=Broken()).start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="lwp.wsgi"):
+            hello_requests(srv, 3)
+            wait_until(lambda: caplog.records, T)
+            hello_requests(srv, 1)
+    finally:
+        srv.stop(T)  # the writer still ends (it used to die at the first failure)
+    assert all(r.exc_info[0] is RuntimeError for r in caplog.records if r.name == "lwp.wsgi")
+    assert len([r for r in caplog.records if r.name == "lwp.wsgi"]) >= 2
