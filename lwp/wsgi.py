@@ -34,10 +34,10 @@ sending a body or reading the response
 
 Header names containing ``_`` are dropped (they would be confused with
 ``-`` in ``HTTP_*`` environ keys), header values are decoded as latin-1 as
-PEP 3333 says, and the application's response headers are checked (a name must be an
-RFC 9110 token, a value must hold no CR, LF or NUL: header injection) and
-refused with a 500.  Error responses close the connection with a
-lingering close, so the client reads the status instead of a reset.
+PEP 3333 says, and the application's response headers are checked: a name
+must be an RFC 9110 token and a value must hold no CR, LF or NUL (header
+injection), else the answer is a 500.  Error responses close the connection
+with a lingering close, so the client reads the status instead of a reset.
 
 The access log (``access_log``: a file, a :class:`logging.Logger`, or None,
 the default: no log) has one line per response: client, time, request line,
