@@ -73,6 +73,9 @@ def app(env, start_response):
         except KeyError:
             start_response("500 Oops", [], sys.exc_info())
         return [b"never"]
+    if path == "/app-close":
+        start_response("200 OK", [("Content-Length", "3"), ("Connection", "close")])
+        return [b"bye"]
     if path == "/twice":
         start_response("200 OK", [])
         start_response("200 OK", [])
@@ -682,6 +685,16 @@ def test_connection_close_from_the_client_ends_the_pipeline(server):
         status, headers, body = r.response()
         assert (status, body, headers["connection"]) == (200, b"hello", "close")
         assert r.closed()  # the second request is not answered
+        r.f.close()
+
+
+def test_connection_close_from_the_application_closes(server):
+    with connect(server) as c:
+        c.sendall(b"GET /app-close HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = Reader(c)
+        status, headers, body = r.response()
+        assert (status, body, headers["connection"]) == (200, b"bye", "close")
+        assert r.closed()
         r.f.close()
 
 
