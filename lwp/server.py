@@ -37,6 +37,16 @@ phase in which it is idle (an HTTP connection between requests) with
 ``with server.idle():`` so that ``stop`` ends it immediately instead of
 waiting for it.
 
+TLS: ``ssl_context=`` (an :class:`ssl.SSLContext` made for the server side)
+makes every connection a cooperative :class:`lwp.ssl.SSLSocket`.  The
+handshake runs in the thread that serves the connection (the worker; the
+dispatcher itself only in ``"iterative"`` mode), so a client that connects and
+says nothing holds one worker, never the dispatcher, and only for
+``handshake_timeout`` seconds (default 10), after which it is dropped.  A
+failed handshake (a timeout, a plain-HTTP client, an unknown CA) costs one
+line at INFO on the ``lwp.server`` logger and the ``tls_errors`` counter; the
+handler is not called.  ``stop()`` ends handshakes in progress at once.
+
 Several processes: ``reuse_port=True`` sets ``SO_REUSEPORT``, so several
 processes can bind the same port and the kernel spreads connections among
 them; ``serve_processes(n, make_server)`` forks ``n`` such processes, each
@@ -210,18 +220,28 @@ class StreamServer:
     size, default 1024), ``overload`` (``"wait"`` or a callable, see the
     module doc), ``max_overload``, ``backlog`` (default 1024), ``reuse_port``,
     ``nodelay`` (TCP_NODELAY on accepted connections, default True),
+    ``ssl_context`` and ``handshake_timeout`` (TLS, see the module doc),
     ``name`` (for thread names and logs).
     """
 
     def __init__(self, address, handler, *, mode="concurrent", max_connections=1024,
                  overload="wait", max_overload=64, backlog=1024, reuse_port=False,
-                 nodelay=True, name="server"):
+                 nodelay=True, ssl_context=None, handshake_timeout=10.0, name="server"):
         if mode not in ("concurrent", "iterative"):
             raise ValueError(f"mode must be 'concurrent' or 'iterative', got {mode!r}")
         if not (isinstance(max_connections, int) and max_connections >= 1):
             raise ValueError(f"max_connections must be an integer >= 1, got {max_connections!r}")
         if overload != "wait" and not callable(overload):
             raise ValueError("overload must be 'wait' or a callable(conn, address)")
+        self._tls_socket = None
+        if ssl_context is not None:
+            from .ssl import SSLSocket  # loaded only by a server that speaks TLS
+
+            if not isinstance(ssl_context, _get_original("ssl", "SSLContext")):
+                raise TypeError(f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}")
+            if not (isinstance(handshake_timeout, (int, float)) and handshake_timeout > 0):
+                raise ValueError(f"handshake_timeout must be a number > 0, got {handshake_timeout!r}")
+            self._tls_socket = SSLSocket
         self.handler = handler
         self.mode = mode
         self.max_connections = max_connections
@@ -230,6 +250,8 @@ class StreamServer:
         self.backlog = backlog
         self.reuse_port = reuse_port
         self.nodelay = nodelay
+        self.ssl_context = ssl_context
+        self.handshake_timeout = handshake_timeout
         self.name = name
         self._address_arg = address
         self._listener = None        # the stdlib socket, non-blocking
@@ -246,7 +268,8 @@ class StreamServer:
         self._stopping = False
         self.started = False
         self.counters = {"accepted": 0, "served": 0, "rejected": 0, "handler_errors": 0,
-                         "accept_errors": 0, "max_busy": 0, "workers_made": 0}
+                         "accept_errors": 0, "max_busy": 0, "workers_made": 0,
+                         "tls_errors": 0}
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -345,7 +368,7 @@ class StreamServer:
         return _IdlePhase(self)
 
     def stats(self):
-        """Counters: accepted, served, rejected, handler_errors, accept_errors, busy..."""
+        """Counters: accepted, served, rejected, handler_errors, accept_errors, tls_errors, busy..."""
         with self._lock:
             d = dict(self.counters)
             d.update(busy=self._busy, workers=len(self._workers), idle_workers=len(self._idle))
@@ -496,11 +519,16 @@ class StreamServer:
 
     def _overflow(self, conn, addr):
         try:
-            c = self._prepare(conn)
+            raw = c = self._prepare(conn)
             try:
-                self.overload(c, addr)
+                if self.ssl_context is not None:
+                    c = self._secure(raw, addr)
+                if c is not None:
+                    self.overload(c, addr)
             finally:
-                c.close()
+                if c is not None:
+                    c.close()
+                raw.close()  # a no-op once TLS has taken the descriptor over
         except Exception:
             log.debug("%s: overload handler failed", self.name, exc_info=True)
         except Cancelled:
@@ -510,23 +538,58 @@ class StreamServer:
                 self._overloaded -= 1
                 self._overflow_threads.discard(park.current())
 
+    def _secure(self, conn, addr):
+        """The server side of the TLS handshake on ``conn``: an SSLSocket, or None if it failed.
+
+        The descriptor passes to the SSLSocket (``conn`` is left detached); on
+        failure it is closed.  The handshake is an idle phase: ``stop()``
+        cancels it rather than waiting for a silent client.
+        """
+        conn.settimeout(self.handshake_timeout)
+        try:
+            with self.idle():
+                tls = self._tls_socket._create(conn, server_side=True, do_handshake_on_connect=False,
+                                               context=self.ssl_context)
+                try:
+                    tls.do_handshake()
+                except BaseException:
+                    tls.close()
+                    raise
+        except OSError as e:  # SSLError and TimeoutError included
+            log.info("%s: TLS handshake with %s failed: %s", self.name, addr, e)
+            with self._lock:
+                self.counters["tls_errors"] += 1
+            return None
+        tls.settimeout(None)
+        return tls
+
     @user_code_entry  # the handler may be preempted: nothing is held across the call
     def _serve(self, conn, addr):
+        raw = conn
         try:
+            if self.ssl_context is not None:
+                conn = self._secure(raw, addr)
+                if conn is None:
+                    return
             self.handler(conn, addr)
         except Cancelled:
             raise
         except (ConnectionError, TimeoutError):
             pass  # the client went away or was too slow: the handler's business ends here
         except Exception:
-            self.counters["handler_errors"] += 1
+            with self._lock:
+                self.counters["handler_errors"] += 1
             log.exception("%s: handler failed for %s", self.name, addr)
         finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
-            self.counters["served"] += 1
+            if conn is not raw:
+                raw.close()  # after TLS took the descriptor over, or a failed handshake: a no-op
+            if conn is not None:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+            with self._lock:
+                self.counters["served"] += 1
 
     def _worker(self, conn, addr):
         me = park.current()

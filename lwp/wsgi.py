@@ -5,9 +5,10 @@ Each connection is served by a worker green thread of a
 written as plain blocking code (a Flask app, say) runs unchanged: while one
 request waits for a database or a file, the LWP serves the others.
 
-HTTP: keep-alive, pipelining (requests on one connection are answered in
-order), chunked request and response bodies, ``Expect: 100-continue``
-(answered when the application first reads ``wsgi.input``), HEAD, HTTP/1.0.
+HTTP: keep-alive (HTTP/1.0's ``Connection: keep-alive`` too), pipelining
+(requests on one connection are answered in order), chunked request and
+response bodies, ``Expect: 100-continue`` (answered when the application
+first reads ``wsgi.input``), HEAD, ``wsgi.file_wrapper`` (``sendfile``).
 Requests are parsed by ``httptools`` (the llhttp parser of Node.js, in C);
 it is strict, so malformed input is refused rather than guessed at.
 
@@ -33,13 +34,19 @@ sending a body or reading the response
 
 Header names containing ``_`` are dropped (they would be confused with
 ``-`` in ``HTTP_*`` environ keys), header values are decoded as latin-1 as
-PEP 3333 says, and the application's response headers are checked for CR/LF
-(header injection: 500).  Error responses close the connection with a
-lingering close, so the client reads the status instead of a reset.
+PEP 3333 says, and the application's response headers are checked: a name
+must be an RFC 9110 token and a value must hold no CR, LF or NUL (header
+injection), else the answer is a 500.  Error responses close the connection
+with a lingering close, so the client reads the status instead of a reset.
 
-The access log (``access_log``: a file, a :class:`logging.Logger`, or None)
-writes one line per response: client, time, request line, status, bytes,
-microseconds.
+The access log (``access_log``: a file, a :class:`logging.Logger`, or None,
+the default: no log) has one line per response: client, time, request line,
+status, bytes, microseconds.  The lines are written by a green thread of
+their own through :func:`lwp.blocking`, so a slow log (stderr into a full
+pipe, a handler that sends over the network) never holds an LWP or a
+request; if it falls more than 10,000 lines behind, lines are dropped and
+their number logged.  Errors (an application's exception, a failed TLS
+handshake) go to the ``lwp.wsgi`` and ``lwp.server`` loggers.
 
 Command line::
 
@@ -47,7 +54,10 @@ Command line::
 
 ``--processes N`` forks N servers sharing the port (``SO_REUSEPORT``), one
 scheduler each, to use N cores despite the GIL.  SIGTERM or Ctrl-C stops
-gracefully (``--graceful-timeout``).
+gracefully (``--graceful-timeout``).  HTTPS: ``--certfile cert.pem
+--keyfile key.pem`` (and ``--ca-certs ca.pem`` to require client
+certificates); the handshake happens in the connection's worker, within
+``--handshake-timeout`` seconds.
 """
 
 import argparse
@@ -55,20 +65,26 @@ import importlib
 import io
 import logging
 import os
+import re
 import signal
 import sys
 import time
+from _thread import allocate_lock
 from collections import deque
 from email.utils import formatdate
+from stat import S_ISREG
 from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from ._core import park
+from ._core.activation import blocking
 from ._core.exceptions import Cancelled
 from ._core.preempt import user_code_entry
+from ._core.scheduler import spawn
 from .server import StreamServer, serve_processes
 
-__all__ = ["WSGIServer", "serve", "main"]
+__all__ = ["WSGIServer", "FileWrapper", "serve", "server_ssl_context", "main"]
 
 log = logging.getLogger("lwp.wsgi")
 
@@ -82,6 +98,7 @@ RECV_SIZE = 65536
 LINGER_SECONDS = 1.0        # after an error response, read what the client still sends
 LINGER_BYTES = 1 << 20
 DRAIN_BYTES = 1 << 16       # unread request body we read and discard to keep the connection
+ACCESS_LOG_BACKLOG = 10000  # access log lines waiting for a slow log, at most
 
 
 class HTTPError(Exception):
@@ -238,12 +255,13 @@ class _Connection:
             "REMOTE_ADDR": remote[0],
             "REMOTE_PORT": str(remote[1]),
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
+            "wsgi.url_scheme": server.url_scheme,
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": server.multiprocess,
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
         }
 
     # -- parser callbacks (run inside feed_data) ---------------------------------------------
@@ -442,11 +460,16 @@ class _Connection:
             return False
         state = _Response(self, req)
         result = None
+        if self.timeout != s.io_timeout:  # sends wait io_timeout, not what the last recv waited
+            self.sock.settimeout(s.io_timeout)
+            self.timeout = s.io_timeout
         try:
             result = s.app(env, state.start_response)
             chunks = result
             if type(result) is list and len(result) == 1 and not state.sent:
                 state.single(result[0])
+            elif type(result) is FileWrapper and not state.sent and state.send_file(result):
+                state.finish()
             else:
                 for chunk in chunks:
                     if chunk:
@@ -543,6 +566,8 @@ class _Connection:
         return env
 
 
+_is_token = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z").match  # RFC 9110 field names
+
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 _ENV_KEYS = {}  # header name (bytes, as sent) -> environ key; bounded
 
@@ -554,6 +579,33 @@ def _env_key(name):
     if len(_ENV_KEYS) < 1024:
         _ENV_KEYS[name] = key
     return key
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: return ``FileWrapper(file)`` to send a file efficiently.
+
+    When ``file`` is a regular file with a descriptor, the server sends it
+    from its current position with ``sendfile`` (no copy through Python; over
+    TLS, a read-and-send loop), with a Content-Length of what is left of it
+    unless the application gave one; otherwise it is iterated in ``blksize``
+    reads like any other response.  Closing the wrapper (the server does)
+    closes ``file``.
+    """
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
 
 
 class _Response:
@@ -602,8 +654,8 @@ class _Response:
         length = None
         conn_hdr = None
         for name, value in self.headers:
-            if ("\r" in name or "\n" in name or ":" in name or "\r" in value or "\n" in value):
-                raise ValueError(f"header injection attempt in {name!r}: {value!r}")
+            if not _is_token(name) or "\r" in value or "\n" in value or "\0" in value:
+                raise ValueError(f"bad response header (or header injection) {name!r}: {value!r}")
             lname = name.lower()
             if lname == "content-length":
                 length = int(value)
@@ -650,6 +702,27 @@ class _Response:
             body = body[:self.length]
         self.body_bytes = len(body)
         self.conn.sock.sendall(head + body)
+
+    def send_file(self, wrapper):
+        """Send a FileWrapper's regular file with sendfile; False (nothing sent) if it is none."""
+        f = wrapper.filelike
+        try:
+            st = os.fstat(f.fileno())
+            pos = f.tell()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation included
+            return False
+        if not S_ISREG(st.st_mode):
+            return False
+        size = max(st.st_size - pos, 0)
+        head = self._head(size)
+        sock = self.conn.sock
+        sock.sendall(head)
+        if self.no_body:
+            return True
+        count = min(self.length, size)
+        if count:
+            self.body_bytes = sock.sendfile(f, pos, count)
+        return True
 
     def write(self, data):
         if not self.sent:
@@ -712,13 +785,18 @@ class WSGIServer:
     ``max_header_block`` (65536), ``max_body`` (16 MiB), ``header_timeout``
     (10 s), ``keepalive_timeout`` (5 s), ``io_timeout`` (30 s).  Others:
     ``access_log`` (None, a file or a Logger), ``backlog``, ``reuse_port``,
-    ``multiprocess`` (the ``wsgi.multiprocess`` flag).
+    ``multiprocess`` (the ``wsgi.multiprocess`` flag).  TLS: ``ssl_context``
+    (a server-side :class:`ssl.SSLContext`; ``wsgi.url_scheme`` is then
+    ``"https"``) and ``handshake_timeout`` (10 s), as in
+    :class:`lwp.server.StreamServer`; :func:`server_ssl_context` makes one
+    from certificate files.
     """
 
     def __init__(self, address, app, *, max_connections=1000, max_line=8190, max_field=8190,
                  max_headers=100, max_header_block=65536, max_body=16 << 20, header_timeout=10.0,
                  keepalive_timeout=5.0, io_timeout=30.0, access_log=None, backlog=1024,
-                 reuse_port=False, multiprocess=False, name="wsgi"):
+                 reuse_port=False, multiprocess=False, ssl_context=None, handshake_timeout=10.0,
+                 name="wsgi"):
         self.app = app
         self.max_line = max_line
         self.max_field = max_field
@@ -730,11 +808,14 @@ class WSGIServer:
         self.io_timeout = io_timeout
         self.access_log = access_log
         self.multiprocess = multiprocess
+        self.url_scheme = "http" if ssl_context is None else "https"
         self._stream = StreamServer(address, self._handle, max_connections=max_connections,
                                     overload=self._overload, backlog=backlog,
-                                    reuse_port=reuse_port, name=name)
+                                    reuse_port=reuse_port, ssl_context=ssl_context,
+                                    handshake_timeout=handshake_timeout, name=name)
         self.server_name = "localhost"
         self.server_port = "0"
+        self._access = None  # the access log's writer, while the server runs
 
     @property
     def address(self):
@@ -742,6 +823,8 @@ class WSGIServer:
 
     def start(self):
         self._stream.start()
+        if self.access_log is not None:
+            self._access = _AccessLog(self.access_log, self._stream.name)
         addr = self._stream.address
         if isinstance(addr, tuple):
             self.server_name, self.server_port = str(addr[0]), str(addr[1])
@@ -753,8 +836,13 @@ class WSGIServer:
         self._stream.serve_forever()
 
     def stop(self, timeout=None):
-        """Stop accepting, close idle keep-alive connections, let requests finish (see StreamServer.stop)."""
-        return self._stream.stop(timeout)
+        """Stop accepting, close idle keep-alive connections, let requests finish (see
+        StreamServer.stop); then write out the access log."""
+        try:
+            return self._stream.stop(timeout)
+        finally:
+            if self._access is not None:
+                self._access.close()
 
     def stats(self):
         return self._stream.stats()
@@ -779,22 +867,112 @@ class WSGIServer:
         conn.refuse(HTTPError(503, "server at its connection limit"))
 
     def _log(self, addr, req, status, nbytes, micros):
-        out = self.access_log
-        if out is None:
+        writer = self._access
+        if writer is None:
             return
         client = addr[0] if isinstance(addr, tuple) else "-"
         when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
         line = "-" if req is None else (
             f"{req.method.decode('latin-1')} {req.url.decode('latin-1')} HTTP/{req.version}")
-        text = f'{client} - - [{when}] "{line}" {status} {nbytes} {int(micros)}us'
-        if isinstance(out, logging.Logger):
-            out.info(text)
-        else:
+        writer.put(f'{client} - - [{when}] "{line}" {status} {nbytes} {int(micros)}us')
+
+
+class _AccessLog:
+    """The access log's writer: a green thread writing lines in batches through
+    :func:`lwp.blocking`.
+
+    So a slow or stuck destination (stderr into a full pipe, a file on a slow
+    disk, a logging handler that sends over the network) holds an activation
+    thread, never an LWP, nor the request whose line it is.  At most
+    ``ACCESS_LOG_BACKLOG`` lines wait; beyond that lines are dropped and
+    counted, and the count is logged once the writer catches up: a log that
+    cannot keep up must not grow memory without bound.
+    """
+
+    def __init__(self, out, name):
+        self.out = out
+        self._lock = allocate_lock()
+        self._lines = []
+        self._dropped = 0
+        self._waiter = None      # the writer, parked until there are lines
+        self._closed = False
+        self._thread = spawn(self._run, name=f"{name}-access-log")
+
+    def put(self, line):
+        with self._lock:
+            if len(self._lines) >= ACCESS_LOG_BACKLOG:
+                self._dropped += 1
+                return
+            self._lines.append(line)
+            w, self._waiter = self._waiter, None
+        if w is not None:
+            w.wake(None)
+
+    def close(self):
+        """Write what waits, then end the writer."""
+        with self._lock:
+            self._closed = True
+            w, self._waiter = self._waiter, None
+        if w is not None:
+            w.wake(None)
+        if self._thread is not park.current():
+            self._thread.join()
+
+    def _run(self):
+        while True:
+            with self._lock:
+                lines, self._lines = self._lines, []
+                dropped, self._dropped = self._dropped, 0
+                if not (lines or dropped):
+                    if self._closed:
+                        return
+                    w = self._waiter = park.waiter()
+            if not (lines or dropped):
+                w.wait()
+                continue
+            if dropped:
+                lines.append(f"lwp.wsgi: {dropped} access log lines dropped "
+                             f"(the log is slower than the requests)")
+            out = self.out
             try:
-                out.write(text + "\n")
-                out.flush()
-            except (OSError, ValueError):
-                pass
+                if not isinstance(out, logging.Logger):
+                    blocking(self._write, lines)
+                elif out.isEnabledFor(logging.INFO):
+                    # Made here: a LogRecord asks threading for its thread's name, which
+                    # in an activation thread would register a dummy Thread for good.
+                    records = [out.makeRecord(out.name, logging.INFO, __file__, 0, line, (),
+                                              None) for line in lines]
+                    blocking(self._handle, records)
+            except Exception:  # a broken file-like object: say so, keep serving and logging
+                log.exception("lwp.wsgi: the access log failed to write %d lines", len(lines))
+
+    def _handle(self, records):
+        for record in records:
+            self.out.handle(record)
+
+    def _write(self, lines):
+        out = self.out
+        try:
+            out.write("\n".join(lines) + "\n")
+            out.flush()
+        except (OSError, ValueError):  # a closed or broken destination: the server goes on
+            pass
+
+
+def server_ssl_context(certfile, keyfile=None, ca_certs=None):
+    """A server-side TLS context for ``certfile`` (PEM; the key in it or in ``keyfile``).
+
+    The standard library's defaults for a server (TLS 1.2 at least, its
+    cipher choice).  With ``ca_certs`` (a PEM bundle), clients must present a
+    certificate signed by one of those CAs (mutual TLS).
+    """
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca_certs)
+    ctx.load_cert_chain(certfile, keyfile)
+    if ca_certs:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 def serve(app, host="127.0.0.1", port=8000, **options):
@@ -839,11 +1017,24 @@ def _parse_args(argv):
     p.add_argument("--io-timeout", type=float, default=30.0)
     p.add_argument("--graceful-timeout", type=float, default=10.0)
     p.add_argument("--access-log", default=None, help="file for the access log, '-' for stderr")
+    p.add_argument("--certfile", default=None, help="PEM certificate (chain): serve HTTPS")
+    p.add_argument("--keyfile", default=None, help="PEM private key, if not in --certfile")
+    p.add_argument("--ca-certs", default=None,
+                   help="PEM CA bundle: require client certificates signed by these CAs")
+    p.add_argument("--handshake-timeout", type=float, default=10.0,
+                   help="seconds a client has to complete the TLS handshake")
     p.add_argument("--monkey", action="store_true", help="lwp.monkey.patch_all() before loading the app")
     return p.parse_args(argv)
 
 
-def _run_one(args, reuse_port):
+def _say(line):
+    """One line to stderr in one write: print() writes the text and its newline apart, and
+    the lines of several --processes children would interleave."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _run_one(args, reuse_port, ctx):
     import lwp
 
     if args.monkey:
@@ -866,11 +1057,12 @@ def _run_one(args, reuse_port):
                             header_timeout=args.header_timeout,
                             keepalive_timeout=args.keepalive_timeout, io_timeout=args.io_timeout,
                             access_log=access, reuse_port=reuse_port,
-                            multiprocess=args.processes > 1)
+                            multiprocess=args.processes > 1, ssl_context=ctx,
+                            handshake_timeout=args.handshake_timeout)
         server.start()
         host, port = server.address[:2]
-        print(f"lwp.wsgi: serving {args.app} on http://{host}:{port} (pid {os.getpid()})",
-              file=sys.stderr, flush=True)
+        _say(f"lwp.wsgi: serving {args.app} on {server.url_scheme}://{host}:{port} "
+             f"(pid {os.getpid()})")
         try:
             server.serve_forever()
         except (KeyboardInterrupt, Cancelled):
@@ -878,8 +1070,8 @@ def _run_one(args, reuse_port):
         finally:
             left = server.stop(args.graceful_timeout)
             st = server.stats()
-            print(f"lwp.wsgi: stopped (pid {os.getpid()}): {st['served']} connections served, "
-                  f"{st['rejected']} rejected, {left} cancelled", file=sys.stderr, flush=True)
+            _say(f"lwp.wsgi: stopped (pid {os.getpid()}): {st['served']} connections served, "
+                 f"{st['rejected']} rejected, {left} cancelled")
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -896,12 +1088,20 @@ def _run_one(args, reuse_port):
 
 def main(argv=None):
     args = _parse_args(sys.argv[1:] if argv is None else argv)
+    if (args.keyfile or args.ca_certs) and not args.certfile:
+        raise SystemExit("--keyfile and --ca-certs need --certfile")
+    ctx = None
+    if args.certfile:
+        try:
+            ctx = server_ssl_context(args.certfile, args.keyfile, args.ca_certs)
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            raise SystemExit(f"lwp.wsgi: cannot load the TLS certificate or key: {e}") from None
     if args.processes > 1:
         if args.port == 0:
             raise SystemExit("--processes needs a fixed --port")
-        statuses = serve_processes(args.processes, lambda: _run_one(args, True))
+        statuses = serve_processes(args.processes, lambda: _run_one(args, True, ctx))
         return max(statuses, default=0)
-    _run_one(args, False)
+    _run_one(args, False, ctx)
     return 0
 
 

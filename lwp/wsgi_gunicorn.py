@@ -13,11 +13,17 @@ Settings used: ``--worker-connections`` (the connection cap; beyond it 503),
 ``--limit-request-fields`` (431), ``--timeout`` (the heartbeat).  The number of
 LWPs per worker comes from ``$LWP_LWPS`` (default: one).  ``$LWP_MONKEY=1``
 patches the standard library (``lwp.monkey.patch_all()``) before the app loads.
-TLS (``--certfile``) is not supported by this worker.
+
+TLS: gunicorn's own ``--certfile``, ``--keyfile``, ``--ca-certs``,
+``--cert-reqs``, ``--ciphers`` (and its ``ssl_context`` hook) make the context,
+as for gunicorn's own workers; the handshake runs in the connection's worker
+green thread within ``$LWP_HANDSHAKE_TIMEOUT`` seconds (default 10), and
+``wsgi.url_scheme`` is ``"https"``.
 """
 
 import os
 
+from gunicorn.sock import ssl_context
 from gunicorn.workers.base import Worker
 
 import lwp
@@ -33,8 +39,6 @@ class LwpWorker(Worker):
         super().init_process()
 
     def run(self):
-        if self.cfg.is_ssl:
-            raise RuntimeError("lwp.wsgi_gunicorn.LwpWorker does not support TLS")
         lwps = int(os.environ.get("LWP_LWPS") or 1)
         sched = lwp.Scheduler(lwps)
         try:
@@ -53,6 +57,7 @@ class LwpWorker(Worker):
 
     def _serve(self):
         cfg = self.cfg
+        ctx = ssl_context(cfg) if cfg.is_ssl else None
         servers = []
         for s in self.sockets:
             srv = WSGIServer(s, self.wsgi, max_connections=cfg.worker_connections,
@@ -60,7 +65,9 @@ class LwpWorker(Worker):
                              max_line=cfg.limit_request_line or 1 << 20,
                              max_field=cfg.limit_request_field_size or 1 << 20,
                              max_headers=cfg.limit_request_fields,
-                             multiprocess=cfg.workers > 1, name=f"gunicorn-{self.pid}")
+                             multiprocess=cfg.workers > 1, ssl_context=ctx,
+                             handshake_timeout=float(os.environ.get("LWP_HANDSHAKE_TIMEOUT") or 10),
+                             name=f"gunicorn-{self.pid}")
             srv.start()
             servers.append(srv)
         try:

@@ -1,7 +1,11 @@
 """Helpers shared by the tests."""
 
+import shutil
+import subprocess
 import threading
 import time
+
+import pytest
 
 import lwp
 
@@ -54,3 +58,20 @@ def progress_while(block, release):
 def settle():
     for _ in range(3):
         lwp.sleep(0)
+
+
+def make_cert(directory, name="localhost"):
+    """A self-signed certificate for ``name`` (and 127.0.0.1) in ``directory``: (certfile,
+    keyfile), made by the ``openssl`` command; the test is skipped, with the reason, without it."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed: cannot make a test certificate")
+    certfile, keyfile = directory / f"{name}-cert.pem", directory / f"{name}-key.pem"
+    proc = subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(keyfile), "-out", str(certfile), "-days", "2",
+         "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1"],
+        capture_output=True, timeout=60)
+    if proc.returncode != 0:
+        pytest.skip(f"openssl could not make a test certificate: {proc.stderr.decode()[-300:]}")
+    return str(certfile), str(keyfile)

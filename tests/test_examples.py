@@ -58,8 +58,6 @@ def run_example(*args):
                                   "rpc_fanout.py"])
 def test_help_and_docstring(name):
     path = example(name)
-    if not os.path.exists(path):
-        pytest.skip(f"{name} not written yet")
     out = run_example(path, "--help")
     assert "usage:" in out
     with open(path) as f:
@@ -121,8 +119,6 @@ def test_web_client_against_dispatcher_server():
 
 def test_throughput_model():
     path = example("throughput_model.py")
-    if not os.path.exists(path):
-        pytest.skip("throughput_model.py not written yet")
     out = run_example(path, "--cpu-ms", "2", "--disk-ms", "4", "--threads", "1,4",
                       "--requests", "30", "--no-plot")
     assert re.search(r"threads\s+measured", out)
@@ -135,8 +131,6 @@ def test_throughput_model():
 
 def test_rpc_fanout():
     path = example("rpc_fanout.py")
-    if not os.path.exists(path):
-        pytest.skip("rpc_fanout.py not written yet")
     out = run_example(path, "--servers", "4", "--delay-ms", "50")
     assert re.search(r"sequential: 4 calls", out) and re.search(r"concurrent: 4 calls", out)
     assert re.search(r"speed-up [\d.]+x", out)

@@ -5,11 +5,14 @@ clients are plain blocking sockets in the test thread.  Every wait is bounded.
 """
 
 import errno
+import logging
 import socket
+import ssl
 import threading
 
 import pytest
 
+from helpers import make_cert, wait_until
 import lwp
 from lwp import server as server_mod
 from lwp.server import StreamServer
@@ -317,3 +320,99 @@ def test_bad_arguments():
         StreamServer(("127.0.0.1", 0), echo, max_connections=0)
     with pytest.raises(ValueError):
         StreamServer(("127.0.0.1", 0), echo, overload="drop")
+
+
+# -- TLS --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    return make_cert(tmp_path_factory.mktemp("tls"))
+
+
+def tls_server(cert, handler=echo, **kw):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*cert)
+    return StreamServer(("127.0.0.1", 0), handler, ssl_context=ctx, **kw).start()
+
+
+def tls_client(srv, cert):
+    ctx = ssl.create_default_context(cafile=cert[0])
+    return ctx.wrap_socket(client(srv.address), server_hostname="localhost")
+
+
+def wait_stat(srv, key, value):
+    wait_until(lambda: srv.stats()[key] == value, T)
+
+
+def test_tls_echo(cert):
+    srv = tls_server(cert)
+    try:
+        with tls_client(srv, cert) as c:
+            assert c.version() is not None
+            assert roundtrip(c, b"secret" * 1000) == b"secret" * 1000
+        assert srv.stats()["tls_errors"] == 0
+    finally:
+        srv.stop(T)
+
+
+def test_tls_silent_client_holds_a_worker_not_the_dispatcher(cert):
+    """A client that connects and sends nothing: others are served meanwhile, and it is
+    dropped after handshake_timeout."""
+    srv = tls_server(cert, handshake_timeout=0.3)
+    try:
+        silent = client(srv.address)
+        wait_stat(srv, "busy", 1)
+        with tls_client(srv, cert) as c:  # accepted and served while the silent one waits
+            assert roundtrip(c) == b"ping"
+        assert silent.recv(10) == b""  # dropped at the handshake timeout
+        silent.close()
+        wait_stat(srv, "busy", 0)
+        assert srv.stats()["tls_errors"] == 1
+    finally:
+        srv.stop(T)
+
+
+def test_tls_handshake_failure_logged_once_and_server_goes_on(cert, caplog):
+    calls = []
+    srv = tls_server(cert, handler=lambda conn, addr: calls.append(addr) or echo(conn, addr))
+    try:
+        with caplog.at_level(logging.DEBUG, logger="lwp.server"):
+            with client(srv.address) as c:  # plain HTTP on the TLS port
+                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                try:
+                    while c.recv(100):  # perhaps a TLS alert, then the close
+                        pass
+                except ConnectionResetError:
+                    pass
+            wait_stat(srv, "tls_errors", 1)
+            with tls_client(srv, cert) as c:
+                assert roundtrip(c) == b"ping"
+        records = [r for r in caplog.records if r.name == "lwp.server"]
+        assert len(records) == 1 and records[0].levelno == logging.INFO
+        assert "TLS handshake" in records[0].getMessage() and records[0].exc_info is None
+        assert len(calls) == 1  # the handler saw only the good client
+        wait_stat(srv, "busy", 0)
+        assert srv.stats()["handler_errors"] == 0
+    finally:
+        srv.stop(T)
+
+
+def test_tls_stop_ends_a_pending_handshake_at_once(cert):
+    srv = tls_server(cert, handshake_timeout=60)
+    silent = client(srv.address)
+    wait_stat(srv, "busy", 1)
+    stopper = threading.Thread(target=lambda: result.append(srv.stop(None)))
+    result = []
+    stopper.start()
+    stopper.join(T)  # without the idle phase, stop would wait out the 60 s handshake
+    assert not stopper.is_alive() and result == [0]
+    assert silent.recv(10) == b""
+    silent.close()
+
+
+def test_tls_bad_arguments(cert):
+    with pytest.raises(TypeError):
+        StreamServer(("127.0.0.1", 0), echo, ssl_context=object())
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with pytest.raises(ValueError):
+        StreamServer(("127.0.0.1", 0), echo, ssl_context=ctx, handshake_timeout=0)

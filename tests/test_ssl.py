@@ -4,14 +4,12 @@ The certificate is self-signed, made for the test by the ``openssl`` command
 (skipped, with the reason, where it is missing).
 """
 
-import shutil
-import subprocess
 import threading
 import time
 
 import pytest
 
-from helpers import N_TICKS, progress_while, settle
+from helpers import N_TICKS, make_cert, progress_while, settle
 import lwp
 import lwp.socket as socket
 import lwp.ssl as ssl
@@ -19,19 +17,7 @@ import lwp.ssl as ssl
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed: cannot make a test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    certfile, keyfile = d / "cert.pem", d / "key.pem"
-    proc = subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(keyfile), "-out", str(certfile), "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        capture_output=True, timeout=60)
-    if proc.returncode != 0:
-        pytest.skip(f"openssl could not make a test certificate: {proc.stderr.decode()[-300:]}")
-    return str(certfile), str(keyfile)
+    return make_cert(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

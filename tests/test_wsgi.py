@@ -6,14 +6,17 @@ serves the next client.  The autouse leak check (conftest) checks fds.
 """
 
 import json
+import logging
 import socket
+import ssl
 import subprocess
 import sys
 import time
 
 import pytest
 
-from lwp.wsgi import WSGIServer
+from helpers import make_cert, wait_until
+from lwp.wsgi import WSGIServer, server_ssl_context
 
 T = 5.0
 
@@ -34,9 +37,12 @@ def app(env, start_response):
     if path == "/big":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return (b"x" * 65536 for _ in range(64))
+    if path == "/huge":  # more than the socket buffers hold
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (b"x" * 65536 for _ in range(1024))
     if path == "/env":
         keys = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL", "HTTP_X_A",
-                "HTTP_X_B", "CONTENT_LENGTH", "HTTP_X_UNDER_SCORE", "HTTP_HOST")
+                "HTTP_X_B", "CONTENT_LENGTH", "HTTP_X_UNDER_SCORE", "HTTP_HOST", "wsgi.url_scheme")
         body = json.dumps({k: env.get(k) for k in keys}).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
@@ -52,6 +58,49 @@ def app(env, start_response):
     if path == "/nocontent":
         start_response("204 No Content", [])
         return []
+    if path == "/late-error":  # fails before the first body byte: the error replaces the 200
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise KeyError("late")
+        except KeyError:
+            start_response("500 Oops", [("Content-Length", "4")], sys.exc_info())
+        return [b"oops"]
+    if path == "/error-after-write":  # headers are out: start_response must re-raise
+        write = start_response("200 OK", [("Content-Length", "100")])
+        write(b"partial")
+        try:
+            raise KeyError("too late (expected by the test)")
+        except KeyError:
+            start_response("500 Oops", [], sys.exc_info())
+        return [b"never"]
+    if path == "/app-close":
+        start_response("200 OK", [("Content-Length", "3"), ("Connection", "close")])
+        return [b"bye"]
+    if path == "/twice":
+        start_response("200 OK", [])
+        start_response("200 OK", [])
+        return [b"never"]
+    if path == "/bad-header-type":
+        start_response("200 OK", [("X-Number", 5)])
+        return [b"never"]
+    if path == "/bad-header-name":
+        start_response("200 OK", [("X Bad", "1")])
+        return [b"never"]
+    if path == "/non-latin1":
+        start_response("200 OK", [("X-Name", "\u20ac")])
+        return [b"never"]
+    if path == "/readline":
+        inp = env["wsgi.input"]
+        out = [inp.readline(3), inp.readline(), inp.readline(-1), inp.read(2)]
+        out += list(inp)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps([x.decode() for x in out]).encode()]
+    if path == "/file":
+        f = open(env["QUERY_STRING"], "rb")
+        f.seek(int(env.get("HTTP_X_SKIP", "0")))
+        headers = [("Content-Length", env["HTTP_X_LENGTH"])] if "HTTP_X_LENGTH" in env else []
+        start_response("200 OK", headers)
+        return env["wsgi.file_wrapper"](f, 4096)
     body = b"hello"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
     return [body]
@@ -204,6 +253,7 @@ def test_environ(server):
     assert env["QUERY_STRING"] == "q=1" and env["HTTP_X_A"] == "one, two"
     assert env["HTTP_X_UNDER_SCORE"] is None  # underscore names are dropped
     assert env["HTTP_HOST"] == "example" and env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["wsgi.url_scheme"] == "http"
 
 
 def test_readline_iteration_of_input(server):
@@ -233,6 +283,79 @@ def test_access_log(tmp_path):
             srv.stop(T)
     line = path.read_text().strip()
     assert '"GET /env?x=1 HTTP/1.1" 200' in line and line.startswith("127.0.0.1")
+
+
+class StuckLog:
+    """A log destination whose writes block (a stderr pipe nobody reads) until released."""
+
+    def __init__(self):
+        import threading
+
+        self.release = threading.Event()
+        self.lines = []
+
+    def write(self, text):
+        assert self.release.wait(T), "the test never released the log"
+        self.lines += text.splitlines()
+
+    def flush(self):
+        pass
+
+
+def hello_requests(srv, n):
+    with connect(srv) as c:
+        r = Reader(c)
+        for _ in range(n):
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert r.response()[2] == b"hello"
+        r.f.close()
+
+
+def test_a_stuck_access_log_holds_no_request():
+    out = StuckLog()
+    srv = WSGIServer(("127.0.0.1", 0), app, access_log=out).start()
+    try:
+        hello_requests(srv, 20)  # all answered while the log's first write is stuck
+        assert out.lines == []
+        out.release.set()
+    finally:
+        srv.stop(T)
+    assert len(out.lines) == 20 and all('"GET / HTTP/1.1" 200 5' in x for x in out.lines)
+
+
+def test_access_log_drops_and_counts_lines_beyond_its_backlog(monkeypatch):
+    import lwp.wsgi
+
+    monkeypatch.setattr(lwp.wsgi, "ACCESS_LOG_BACKLOG", 5)
+    out = StuckLog()
+    srv = WSGIServer(("127.0.0.1", 0), app, access_log=out).start()
+    try:
+        hello_requests(srv, 20)
+        out.release.set()
+    finally:
+        srv.stop(T)
+    kept = [x for x in out.lines if '"GET / HTTP/1.1" 200' in x]
+    notes = [x for x in out.lines if "access log lines dropped" in x]
+    assert len(notes) == 1 and len(kept) <= 6
+    assert len(kept) + int(notes[0].split()[1]) == 20
+
+
+def test_access_log_to_a_logger(caplog):
+    logger = logging.getLogger("test.access")
+    with caplog.at_level(logging.INFO, logger="test.access"):
+        srv = WSGIServer(("127.0.0.1", 0), app, access_log=logger).start()
+        try:
+            hello_requests(srv, 3)
+        finally:
+            srv.stop(T)
+    assert [r.getMessage().split('"')[1] for r in caplog.records
+            if r.name == "test.access"] == ["GET / HTTP/1.1"] * 3
+
+
+def test_access_log_off_by_default(server, capsys):
+    hello_requests(server, 2)
+    assert server._access is None
+    assert capsys.readouterr() == ("", "")
 
 
 # -- bad input: each answered as stated, then the next client is served --------------------
@@ -482,25 +605,29 @@ def test_command_line(tmp_path):
     assert proc.returncode == 0 and "stopped" in out
 
 
-def test_gunicorn_worker_class(tmp_path):
+def run_gunicorn(tmp_path, *options, connect=None):
+    """Run gunicorn with lwp's worker on a one-line app; two pipelined requests through
+    ``connect(port)`` (a plain connection by default) must get the app's answer."""
     pytest.importorskip("gunicorn")
     (tmp_path / "gapp.py").write_text(
         "def app(env, sr):\n    sr('200 OK', [('Content-Length', '7')])\n    return [b'gunicrn']\n")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "lwp.wsgi_gunicorn.LwpWorker",
                              "-b", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "60",
-                             "gapp:app"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+                             *options, "gapp:app"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
         port = None
         deadline = time.monotonic() + 30
         while port is None and time.monotonic() < deadline:
             line = proc.stderr.readline()
-            if "Listening at: http://127.0.0.1:" in line:
-                port = int(line.split("http://127.0.0.1:")[1].split()[0])
+            if "Listening at: " in line:
+                port = int(line.split("://127.0.0.1:")[1].split()[0])
         assert port, "gunicorn did not start"
         deadline = time.monotonic() + 30
         while True:  # the worker boots after the master listens
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=T) as c:
+                c = connect(port) if connect else socket.create_connection(("127.0.0.1", port),
+                                                                           timeout=T)
+                with c:
                     c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
                     r = Reader(c)
                     assert [r.response()[2] for _ in range(2)] == [b"gunicrn"] * 2
@@ -516,6 +643,193 @@ def test_gunicorn_worker_class(tmp_path):
         # graceful timeout, 60 s here, blocked in a join that SA_RESTART kept going).
         proc.communicate(timeout=20)
     assert proc.returncode == 0
+
+
+def test_gunicorn_worker_class(tmp_path):
+    run_gunicorn(tmp_path)
+
+
+# -- PEP 3333 and HTTP details a WSGI server owes its users ------------------------------------
+
+def test_http10_keep_alive(server):
+    with connect(server) as c:
+        r = Reader(c)
+        for _ in range(3):
+            c.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            status, headers, body = r.response()
+            assert (status, body) == (200, b"hello")
+            assert headers["connection"].lower() == "keep-alive"
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n")  # without keep-alive: answered, then closed
+        assert r.response()[2] == b"hello" and r.closed()
+        r.f.close()
+    assert server.stats()["accepted"] == 1
+
+
+def test_head_of_a_streamed_response_has_no_body_and_keeps_the_connection(server):
+    with connect(server) as c:
+        c.sendall(b"HEAD /stream HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        f = c.makefile("rb")
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += f.readline()
+        assert head.startswith(b"HTTP/1.1 200") and b"chunked" not in head.lower()
+        assert f.readline().startswith(b"HTTP/1.1 200")  # the next response, no body between
+        f.close()
+
+
+def test_connection_close_from_the_client_ends_the_pipeline(server):
+    with connect(server) as c:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                  b"GET /env HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = Reader(c)
+        status, headers, body = r.response()
+        assert (status, body, headers["connection"]) == (200, b"hello", "close")
+        assert r.closed()  # the second request is not answered
+        r.f.close()
+
+
+def test_connection_close_from_the_application_closes(server):
+    with connect(server) as c:
+        c.sendall(b"GET /app-close HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = Reader(c)
+        status, headers, body = r.response()
+        assert (status, body, headers["connection"]) == (200, b"bye", "close")
+        assert r.closed()
+        r.f.close()
+
+
+def test_exc_info_before_the_headers_are_sent_replaces_the_response(server):
+    (status, _, body), _ = exchange(server, b"GET /late-error HTTP/1.1\r\nHost: t\r\n\r\n",
+                                    expect_close=False)
+    assert (status, body) == (500, b"oops")
+    assert still_serving(server)
+
+
+def test_exc_info_after_the_headers_are_sent_reraises_and_closes(server, caplog):
+    with caplog.at_level(logging.ERROR, logger="lwp.wsgi"):
+        with connect(server) as c:
+            c.sendall(b"GET /error-after-write HTTP/1.1\r\nHost: t\r\n\r\n")
+            with c.makefile("rb") as f:
+                data = f.read()  # until the server closes
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\npartial")  # cut short
+    errors = [r for r in caplog.records if r.name == "lwp.wsgi"]
+    assert len(errors) == 1 and errors[0].exc_info[0] is KeyError
+    assert still_serving(server)
+
+
+@pytest.mark.parametrize("path", ["/twice", "/bad-header-type", "/bad-header-name", "/non-latin1"])
+def test_bad_start_response_calls_are_500(server, path):
+    (status, _, _), closed = exchange(server, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
+    assert status == 500 and closed
+    assert still_serving(server)
+
+
+def test_readline_and_iteration_over_a_chunked_body(server):
+    body = b"ab"  b"c\nde" b"f\n" b"\nghij\nk" b"l"  # lines cut across chunks
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p)
+                       for p in (b"ab", b"c\nde", b"f\n", b"\nghij\nk", b"l")) + b"0\r\n\r\n"
+    assert b"".join((b"ab", b"c\nde", b"f\n", b"\nghij\nk", b"l")) == body
+    with connect(server) as c:
+        c.sendall(b"POST /readline HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(chunked), 7):  # trickled, so reads wait for more in mid-line
+            c.sendall(chunked[i:i + 7])
+            time.sleep(0.002)
+        r = Reader(c)
+        status, _, data = r.response()
+        r.f.close()
+    assert status == 200
+    assert json.loads(data) == ["abc", "\n", "def\n", "\ng", "hij\n", "kl"]
+
+
+def test_file_wrapper_sends_the_file(server, tmp_path):
+    path = tmp_path / "data.bin"
+    content = bytes(range(256)) * 4096  # 1 MiB
+    path.write_bytes(content)
+    with connect(server) as c:
+        q = str(path).encode()
+        c.sendall(b"GET /file?%s HTTP/1.1\r\nHost: t\r\n\r\n" % q
+                  + b"GET /file?%s HTTP/1.1\r\nHost: t\r\nX-Skip: 1000\r\nX-Length: 10\r\n\r\n" % q
+                  + b"HEAD /file?%s HTTP/1.1\r\nHost: t\r\n\r\n" % q)
+        r = Reader(c)
+        status, headers, body = r.response()
+        assert (status, headers["content-length"], body == content) == (200, str(len(content)), True)
+        status, headers, body = r.response()
+        assert (status, body) == (200, content[1000:1010])
+        f = r.f
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += f.readline()
+        assert b"content-length: %d" % len(content) in head.lower()
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert r.response()[2] == b"hello"  # nothing of the file after the HEAD
+        r.f.close()
+
+
+def test_file_wrapper_content_length_beyond_the_file_closes(server, tmp_path):
+    path = tmp_path / "short.bin"
+    path.write_bytes(b"12345")
+    with connect(server) as c:
+        c.sendall(b"GET /file?%s HTTP/1.1\r\nHost: t\r\nX-Length: 10\r\n\r\n" % str(path).encode())
+        f = c.makefile("rb")
+        data = f.read()  # until the server closes: it cannot keep a promise of 10 bytes
+        f.close()
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n12345")
+
+
+def test_slow_reader_of_a_response_is_dropped_after_io_timeout():
+    """The send timeout is io_timeout, whatever the keep-alive timeout."""
+    srv = WSGIServer(("127.0.0.1", 0), app, keepalive_timeout=60, header_timeout=60,
+                     io_timeout=0.3).start()
+    try:
+        with connect(srv) as c:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.sendall(b"GET /huge HTTP/1.1\r\nHost: t\r\n\r\n")  # 64 MiB, read no further
+            assert c.recv(12) == b"HTTP/1.1 200"  # the response is under way
+            deadline = time.monotonic() + T
+            while srv.stats()["busy"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert srv.stats()["busy"] == 0  # the worker gave up on the silent reader
+        assert still_serving(srv)
+    finally:
+        srv.stop(T)
+
+
+def test_stop_lets_an_in_flight_request_finish_and_closes_its_keep_alive_connection():
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_app(env, start_response):
+        started.set()
+        release.wait(T)
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"done"]
+
+    srv = WSGIServer(("127.0.0.1", 0), slow_app).start()
+    idle = connect(srv)  # a keep-alive connection between requests: closed at once
+    idle.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    ri = Reader(idle)
+    with connect(srv) as c:
+        release.set()
+        assert ri.response()[2] == b"done"
+        release.clear()
+        started.clear()
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert started.wait(T)
+        result = []
+        stopper = threading.Thread(target=lambda: result.append(srv.stop(T)))
+        stopper.start()
+        assert ri.closed()  # the idle one is closed while the other request runs
+        release.set()
+        r = Reader(c)
+        status, headers, body = r.response()
+        assert (status, body, headers["connection"]) == (200, b"done", "close")
+        assert r.closed()
+        stopper.join(T)
+        assert result == [0]  # nothing had to be cancelled
+        r.f.close()
+    ri.f.close()
+    idle.close()
 
 
 def test_write_callable(server):
@@ -549,3 +863,156 @@ def test_processes_share_the_port(tmp_path):
         proc.terminate()
         out = proc.communicate(timeout=T)[1]
     assert proc.returncode == 0 and out.count("stopped") == 2
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    return make_cert(tmp_path_factory.mktemp("tls"))
+
+
+def tls_connect(port, cert, client_cert=None):
+    ctx = ssl.create_default_context(cafile=cert[0])
+    if client_cert is not None:
+        ctx.load_cert_chain(*client_cert)
+    return ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=T),
+                           server_hostname="localhost")
+
+
+def test_https_keep_alive_pipelining_chunked_bodies_file_wrapper(cert, tmp_path):
+    content = bytes(range(256)) * 1000
+    (tmp_path / "f.bin").write_bytes(content)
+    srv = WSGIServer(("127.0.0.1", 0), app, ssl_context=server_ssl_context(*cert)).start()
+    try:
+        with tls_connect(srv.address[1], cert) as c:
+            c.sendall(b"GET /env HTTP/1.1\r\nHost: t\r\n\r\n"
+                      b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+            r = Reader(c)
+            assert json.loads(r.response()[2])["wsgi.url_scheme"] == "https"
+            assert r.response()[2] == b"hello world"
+            c.sendall(b"GET /file?%s HTTP/1.1\r\nHost: t\r\n\r\n" % str(tmp_path / "f.bin").encode())
+            assert r.response()[2] == content
+            c.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            status, headers, body = r.response()
+            assert (status, headers["transfer-encoding"], len(body)) == (200, "chunked", 64 << 16)
+            assert r.closed()
+            r.f.close()
+        st = srv.stats()
+        assert (st["accepted"], st["tls_errors"]) == (1, 0)
+    finally:
+        srv.stop(T)
+
+
+def test_https_silent_client_dropped_others_served(cert, caplog):
+    srv = WSGIServer(("127.0.0.1", 0), app, ssl_context=server_ssl_context(*cert),
+                     handshake_timeout=0.3).start()
+    try:
+        with caplog.at_level(logging.INFO, logger="lwp.server"):
+            silent = socket.create_connection(srv.address[:2], timeout=T)
+            with tls_connect(srv.address[1], cert) as c:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                r = Reader(c)
+                assert r.response()[2] == b"hello"
+                r.f.close()
+            assert silent.recv(10) == b""
+            silent.close()
+            wait_until(lambda: srv.stats()["tls_errors"] == 1, T)
+        assert [r.levelno for r in caplog.records] == [logging.INFO]
+    finally:
+        srv.stop(T)
+
+
+def test_https_client_certificates(cert, tmp_path):
+    client_cert = make_cert(tmp_path, "client")
+    ctx = server_ssl_context(*cert, ca_certs=client_cert[0])
+    srv = WSGIServer(("127.0.0.1", 0), app, ssl_context=ctx).start()
+    try:
+        with tls_connect(srv.address[1], cert, client_cert) as c:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            r = Reader(c)
+            assert r.response()[2] == b"hello"
+            r.f.close()
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            with tls_connect(srv.address[1], cert) as c:  # no certificate: refused
+                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                Reader(c).response()
+        wait_until(lambda: srv.stats()["tls_errors"] == 1, T)
+    finally:
+        srv.stop(T)
+
+
+def test_https_command_line(tmp_path, cert):
+    (tmp_path / "cliapp.py").write_text(
+        "def app(env, sr):\n    b = env['wsgi.url_scheme'].encode()\n"
+        "    sr('200 OK', [('Content-Length', str(len(b)))])\n    return [b]\n")
+    proc = subprocess.Popen([sys.executable, "-m", "lwp.wsgi", "cliapp:app", "--port", "0",
+                             "--lwps", "1", "--certfile", cert[0], "--keyfile", cert[1],
+                             "--monkey"],  # the context is made before the patching
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        assert "serving cliapp:app on https://127.0.0.1:" in line
+        port = int(line.split("https://127.0.0.1:")[1].split()[0])
+        with tls_connect(port, cert) as c:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            r = Reader(c)
+            assert r.response()[2] == b"https"
+            r.f.close()
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=T)[1]
+    assert proc.returncode == 0 and "stopped" in out
+
+
+def test_https_command_line_bad_files(tmp_path, cert):
+    bad = subprocess.run([sys.executable, "-m", "lwp.wsgi", "x:app", "--certfile",
+                          str(tmp_path / "missing.pem")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "cannot load the TLS certificate" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "lwp.wsgi", "x:app", "--keyfile", cert[1]],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "need --certfile" in bad.stderr
+
+
+def test_gunicorn_worker_tls(tmp_path, cert):
+    run_gunicorn(tmp_path, "--certfile", cert[0], "--keyfile", cert[1],
+                 connect=lambda port: tls_connect(port, cert))
+
+
+def test_https_over_the_connection_cap_gets_503_over_tls(cert):
+    srv = WSGIServer(("127.0.0.1", 0), app, max_connections=1, keepalive_timeout=5,
+                     ssl_context=server_ssl_context(*cert)).start()
+    try:
+        with tls_connect(srv.address[1], cert) as held:
+            held.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert Reader(held).response()[0] == 200
+            with tls_connect(srv.address[1], cert) as c:  # handshaken by the overload thread
+                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                r = Reader(c)
+                status, headers, _ = r.response()
+                assert status == 503 and headers["retry-after"] == "1"
+                r.f.close()
+        assert srv.stats()["tls_errors"] == 0
+    finally:
+        srv.stop(T)
+
+
+def test_a_broken_access_log_is_reported_and_the_server_goes_on(caplog):
+    class Broken:
+        def write(self, text):
+            raise RuntimeError("broken log (expected by the test)")
+
+        def flush(self):
+            pass
+
+    srv = WSGIServer(("127.0.0.1", 0), app, access_log=Broken()).start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="lwp.wsgi"):
+            hello_requests(srv, 3)
+            wait_until(lambda: caplog.records, T)
+            hello_requests(srv, 1)
+    finally:
+        srv.stop(T)  # the writer still ends (it used to die at the first failure)
+    assert all(r.exc_info[0] is RuntimeError for r in caplog.records if r.name == "lwp.wsgi")
+    assert len([r for r in caplog.records if r.name == "lwp.wsgi"]) >= 2
