@@ -19,6 +19,10 @@ import lwp.ssl as ssl
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
+    return make_cert(tmp_path_factory)
+
+
+def make_cert(tmp_path_factory):
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("the openssl command is not installed: cannot make a test certificate")
@@ -350,3 +354,107 @@ def test_monkey_patched_ssl_uses_lwp_contexts(cert):
     finally:
         monkey.unpatch_all()
     assert std.SSLContext is not ssl.SSLContext
+
+
+def test_get_server_certificate_parks(cert, contexts):
+    """The server handshakes in a green thread of the same LWP: it only can if the
+    client's connect and handshake park."""
+    server_ctx, _ = contexts
+    with open(cert[0]) as f:
+        expected = ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(f.read()))
+
+    def main():
+        with socket.create_server(("127.0.0.1", 0)) as lst:
+            def serve():
+                for _ in range(2):
+                    with server_ctx.wrap_socket(lst.accept()[0], server_side=True) as conn:
+                        conn.recv(1)  # until the client closes
+
+            server = lwp.spawn(serve)
+            settle()  # parked in accept, on this LWP for good
+            pems = [ssl.get_server_certificate(lst.getsockname(), timeout=5),
+                    ssl.get_server_certificate(lst.getsockname(), ca_certs=cert[0], timeout=5)]
+            server.join(5)
+            return pems
+
+    assert lwp.run(main, lwps=1) == [expected, expected]
+
+
+def test_get_server_certificate_verification_failure(contexts, tmp_path_factory):
+    """With ``ca_certs`` that do not vouch for the server: the standard error, no leak."""
+    server_ctx, _ = contexts
+    other_ca, _ = make_cert(tmp_path_factory)
+
+    def main():
+        with socket.create_server(("127.0.0.1", 0)) as lst:
+            def serve():
+                conn = lst.accept()[0]
+                with pytest.raises(ssl.SSLError):
+                    server_ctx.wrap_socket(conn, server_side=True)
+
+            server = lwp.spawn(serve)
+            settle()
+            with pytest.raises(ssl.SSLError):
+                ssl.get_server_certificate(lst.getsockname(), ca_certs=other_ca, timeout=5)
+            server.join(5)
+
+    lwp.run(main, lwps=1)
+
+
+def test_sendfile_over_tls_to_a_green_reader(contexts, tmp_path):
+    payload = bytes(range(256)) * 4 * 1024  # 1 MB: more than the socket buffers hold
+    path = tmp_path / "payload"
+    path.write_bytes(payload)
+
+    def main():
+        client, server = tls_pair(contexts)
+        with client, server:
+            def reader():
+                got = bytearray()
+                while len(got) < len(payload):
+                    chunk = server.recv(1 << 16)
+                    if not chunk:
+                        break
+                    got += chunk
+                return bytes(got)
+
+            t = lwp.spawn(reader)
+            with open(path, "rb") as f:
+                assert client.sendfile(f, offset=10) == len(payload) - 10
+                assert f.tell() == len(payload)
+            client.sendall(b"x" * 10)
+            return t.join(30) == payload[10:] + b"x" * 10
+
+    assert lwp.run(main, lwps=1)
+
+
+@pytest.mark.parametrize("on_connect", [True, False])
+def test_wrap_then_connect_on_one_lwp(contexts, on_connect):
+    """An unconnected socket wrapped first: ``connect`` (and the handshake it does,
+    or the explicit one) park while the server, on the same LWP, answers."""
+    server_ctx, client_ctx = contexts
+
+    def main():
+        with socket.create_server(("127.0.0.1", 0)) as lst:
+            def serve():
+                with server_ctx.wrap_socket(lst.accept()[0], server_side=True) as conn:
+                    conn.sendall(conn.recv(10).upper())
+                    conn.unwrap().close()
+
+            server = lwp.spawn(serve)
+            settle()
+            c = client_ctx.wrap_socket(socket.socket(), server_hostname="localhost",
+                                       do_handshake_on_connect=on_connect)
+            with c:
+                c.settimeout(5)
+                c.connect(lst.getsockname())
+                if not on_connect:
+                    assert c.version() is None
+                    c.do_handshake()
+                c.sendall(b"tls")
+                reply = c.recv(10)
+                c.unwrap()
+            server.join(5)
+            return reply
+
+    assert lwp.run(main, lwps=1) == b"TLS"
