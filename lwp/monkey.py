@@ -14,7 +14,12 @@ for which the lwp module of the same name (``lwp.socket``, ``lwp.select``…)
 has its own version.  What ``threading`` gets: ``Lock``, ``RLock``,
 ``Condition``, ``Semaphore``, ``BoundedSemaphore``, ``Event``, ``Barrier`` and
 ``local`` become lwp's, which work for green threads *and* real OS threads;
-``threading.Thread`` stays a real kernel thread.
+``threading.Thread`` stays a real kernel thread unless ``threads=True`` is
+given to :func:`patch_all` or :func:`patch_threading`: then every
+``threading.Thread`` (subclasses defined before the patch included) is a green
+thread, and so are the workers of ``concurrent.futures.ThreadPoolExecutor``
+and ``socketserver.ThreadingMixIn``.  :class:`KernelThread` is the way to a
+kernel thread then.
 
 Patching late, learned from gevent's pain: a module that did
 ``from socket import socket`` before the patch holds the original; every such
@@ -31,7 +36,9 @@ import importlib
 import sys
 import warnings
 
-__all__ = ["MonkeyPatchWarning", "available", "get_original", "is_patched", "patch_all", "patch_module",
+from ._core.lwp import KernelThread
+
+__all__ = ["KernelThread", "MonkeyPatchWarning", "available", "get_original", "is_patched", "patch_all", "patch_module",
            "patch_os", "patch_queue", "patch_select", "patch_selectors", "patch_socket",
            "patch_ssl", "patch_subprocess", "patch_threading", "patch_time", "unpatch_all"]
 
@@ -44,16 +51,19 @@ _originals = {}  # (module name, attribute) -> original object
 _rebound = []    # (namespace dict, key, original) rebound in other modules
 
 
-def _replacements(module_name):
+def _replacements(module_name, threads=False):
     """{name: cooperative object} for a standard module."""
     import lwp
 
     if module_name == "time":
         return {"sleep": lwp.sleep}
     if module_name == "threading":
-        return {name: getattr(lwp, name) for name in (
+        names = {name: getattr(lwp, name) for name in (
             "Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier",
             "local")}
+        if threads:
+            names.update(_green_threading())
+        return names
     ours = importlib.import_module(f"lwp.{module_name}")
     std = importlib.import_module(module_name)
     names = getattr(ours, "__all__", None) or [n for n in dir(ours) if not n.startswith("_")]
@@ -72,10 +82,10 @@ def patch_module(module_name):
     return names
 
 
-def _patch(module_name):
+def _patch(module_name, threads=False):
     std = importlib.import_module(module_name)
     replaced = {}
-    for name, new in _replacements(module_name).items():
+    for name, new in _replacements(module_name, threads).items():
         key = (module_name, name)
         if key not in _originals:
             _originals[key] = getattr(std, name)
@@ -134,9 +144,16 @@ def patch_time():
     return patch_module("time")
 
 
-def patch_threading():
-    """``threading`` locks, Events, Conditions, Semaphores, Barriers and ``local``."""
-    return patch_module("threading")
+def patch_threading(threads=False):
+    """``threading`` locks, Events, Conditions, Semaphores, Barriers and ``local``.
+
+    With ``threads=True``, ``threading.Thread`` (and ``_thread.start_new_thread``)
+    start green threads too: see :ref:`green-threading`.  Patching again
+    without it keeps them green.
+    """
+    names, suspects = _patch("threading", threads)
+    _warn_about(suspects)
+    return names
 
 
 def patch_queue():
@@ -181,14 +198,104 @@ def available():
     return [m for m in _ALL if m in _SPECIAL or importlib.util.find_spec(f"lwp.{m}") is not None]
 
 
-def patch_all():
-    """Patch every module in :func:`available`; returns {module: names replaced}."""
+def patch_all(threads=False):
+    """Patch every module in :func:`available`; returns {module: names replaced}.
+
+    ``threads=True``: ``threading.Thread`` starts green threads (see
+    :func:`patch_threading`).
+    """
     done, suspects = {}, []
     for name in available():
-        done[name], found = _patch(name)
+        done[name], found = _patch(name, threads and name == "threading")
         suspects.extend(found)
     _warn_about(suspects)
     return done
+
+
+# -- threading.Thread as a green thread (patch_threading(threads=True)) ----------------------
+#
+# The threading module is left as it is and its few hooks into _thread are
+# replaced, as gevent does: so every Thread subclass, defined before or after
+# patching, starts green threads, and current_thread(), enumerate(), join(),
+# is_alive(), daemon and the joining of non-daemon threads at exit keep
+# working through threading's own code.  The hooks:
+#   _start_new_thread  spawns a green thread (a KernelThread still gets a kernel one);
+#   get_ident          the green thread's ident inside one, so _active maps it to its Thread;
+#   _set_sentinel      the lock threading holds while a thread runs, which the interpreter
+#                      releases when a kernel thread dies: here an lwp Lock released when the
+#                      green thread finishes (join, is_alive and _shutdown wait on it);
+#   _DummyThread       current_thread() in a green thread threading did not start (lwp.spawn):
+#                      it leaves threading._active when its green thread ends, where the
+#                      standard one would stay for ever.
+
+_green_hooks = {}  # made once: patching twice must not make a second set
+
+
+def _green_threading():
+    import _thread
+    import threading
+
+    if _green_hooks:
+        return _green_hooks
+    if not hasattr(threading, "_set_sentinel"):
+        raise NotImplementedError(
+            "patch_threading(threads=True) supports Python 3.10 to 3.12; from 3.13 threading "
+            "joins threads through _thread._ThreadHandle, which lwp does not replace yet")
+    from ._core.park import current
+    from ._core.scheduler import spawn
+    from .sync import Lock
+
+    start_kernel_thread = get_original("threading", "_start_new_thread")
+    kernel_ident = get_original("threading", "get_ident")
+    kernel_sentinel = get_original("threading", "_set_sentinel")
+    StdDummyThread = get_original("threading", "_DummyThread")
+
+    def start_new_thread(function, args, kwargs=None):
+        """As ``_thread.start_new_thread``, in a green thread; returns its ident."""
+        owner = getattr(function, "__self__", None)
+        if isinstance(owner, KernelThread):
+            return start_kernel_thread(function, args, *(() if kwargs is None else (kwargs,)))
+        name = owner.name if isinstance(owner, threading.Thread) else None
+        try:
+            t = spawn(function, *args, name=name, **(kwargs or {}))
+        except RuntimeError as e:  # the scheduler is shutting down
+            raise _thread.error(f"can't start new thread: {e}") from None
+        return t.ident
+
+    def get_ident():
+        """The calling green thread's ident, else the kernel thread's."""
+        t = current()
+        return t.ident if t is not None else kernel_ident()
+
+    def set_sentinel():
+        t = current()
+        if t is None:
+            return kernel_sentinel()
+        lock = Lock()
+        t.add_done_callback(lambda _t: lock.release())
+        return lock
+
+    class _DummyThread(StdDummyThread):
+        """threading's stand-in for a thread it did not start; for a green
+        thread, it is forgotten when the thread ends."""
+
+        def __init__(self):
+            super().__init__()
+            self._green = current()
+            if self._green is not None:
+                self._green.add_done_callback(self._forget)
+
+        def _forget(self, _t):
+            with threading._active_limbo_lock:
+                if threading._active.get(self._ident) is self:
+                    del threading._active[self._ident]
+
+        def is_alive(self):
+            return self._green is None or not self._green.done()
+
+    _green_hooks.update({"_start_new_thread": start_new_thread, "get_ident": get_ident,
+                         "_set_sentinel": set_sentinel, "_DummyThread": _DummyThread})
+    return _green_hooks
 
 
 def is_patched(module_name, name=None):

@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 
+from helpers import settle
 import lwp
 import lwp.monkey as monkey
 
@@ -213,3 +214,318 @@ def test_blocking_works_after_patching_threading():
     """The activation pool's Condition was looked up at run time: patched, it hung."""
     monkey.patch_threading()
     assert lwp.run(lambda: lwp.blocking(lambda: "done"), lwps=1) == "done"
+
+
+# -- threading.Thread as a green thread ------------------------------------------------------
+
+N = 8  # threads that must all be waiting at once: a Barrier of N proves concurrency
+
+green_threads = pytest.mark.skipif(not hasattr(threading, "_set_sentinel"),
+                                   reason="threads=True supports Python 3.10 to 3.12")
+
+
+def _all_green_at_once(n=N):
+    """A task for n threads: returns only if all n wait together, each in a green thread."""
+    barrier = threading.Barrier(n, timeout=5)  # patched: lwp's
+
+    def task(*_args):
+        assert lwp.current() is not None
+        barrier.wait()
+        return threading.current_thread().name
+
+    return task
+
+
+@green_threads
+def test_green_threads_patch_and_unpatch():
+    import _thread
+
+    originals = {name: getattr(threading, name)
+                 for name in ("_start_new_thread", "get_ident", "_set_sentinel", "_DummyThread")}
+    first = monkey.patch_threading(threads=True)
+    assert monkey.patch_threading(threads=True) == first  # idempotent
+    assert {"_start_new_thread", "get_ident", "Lock"} <= set(first)
+    assert _thread.get_ident is threading.get_ident  # rebound where it was copied
+    assert threading.Thread is monkey.get_original("threading", "Thread")
+    monkey.patch_threading()  # without threads=True: they stay green
+    assert threading.get_ident is not originals["get_ident"]
+    monkey.unpatch_all()
+    for name, original in originals.items():
+        assert getattr(threading, name) is original
+    assert _thread.get_ident is originals["get_ident"]
+    t = threading.Thread(target=lambda: None)
+    t.start()
+    t.join(5)
+    assert t.native_id != threading.get_native_id()  # a kernel thread again
+
+
+@green_threads
+def test_thread_semantics_in_green_threads():
+    monkey.patch_all(threads=True)
+
+    def main():
+        seen = {}
+        release = threading.Event()
+
+        def body():
+            me = threading.current_thread()
+            seen["current"] = me
+            seen["ident"] = threading.get_ident()
+            seen["in_enumerate"] = me in threading.enumerate()
+            seen["main"] = threading.main_thread()
+            try:
+                me.join()
+            except RuntimeError as e:
+                seen["self_join"] = str(e)
+            release.wait(5)
+
+        t = threading.Thread(target=body, name="worker")
+        assert not t.is_alive() and t.ident is None
+        assert t.daemon  # inherited, as threading does, from the starter: a dummy thread
+        t.start()
+        assert t.is_alive() and t.ident is not None
+        settle()
+        assert seen["current"] is t and seen["ident"] == t.ident and seen["in_enumerate"]
+        assert seen["main"] is monkey.get_original("threading", "main_thread")()
+        t.join(0.01)
+        assert t.is_alive()  # join timed out, as threading's does: no exception
+        release.set()
+        t.join(5)
+        assert not t.is_alive() and t not in threading.enumerate()
+        assert seen["self_join"] == "cannot join current thread"
+        with pytest.raises(RuntimeError, match="once"):
+            t.start()
+        return t
+
+    t = lwp.run(main, lwps=1)
+    assert t.ident not in threading._active
+
+
+@green_threads
+def test_each_green_thread_has_its_own_local_and_ident():
+    monkey.patch_all(threads=True)
+
+    def main():
+        data = threading.local()
+        barrier = threading.Barrier(4, timeout=5)
+        out = []
+
+        def body(i):
+            data.value = i
+            barrier.wait()  # all four have set it before any reads it back
+            out.append((data.value, threading.get_ident()))
+
+        ts = [threading.Thread(target=body, args=(i,)) for i in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(5)
+        return out, [t.ident for t in ts]
+
+    out, idents = lwp.run(main, lwps=1)
+    assert sorted(out) == sorted(zip(range(4), idents))
+    assert len(set(idents)) == 4
+
+
+@green_threads
+def test_current_thread_of_a_plain_green_thread_is_forgotten_when_it_ends():
+    """threading's _DummyThread for a thread it did not start stays in _active for ever."""
+    monkey.patch_all(threads=True)
+
+    def main():
+        dummies = [lwp.spawn(threading.current_thread).join(5) for _ in range(20)]
+        settle()
+        assert len({id(d) for d in dummies}) == 20 and all(d.daemon for d in dummies)
+        assert not any(d.is_alive() for d in dummies)
+        return [d for d in dummies if d in threading.enumerate()]
+
+    before = threading.active_count()
+    assert lwp.run(main, lwps=1) == []
+    assert threading.active_count() == before
+
+
+@green_threads
+def test_kernel_threads_stay_kernel_threads():
+    monkey.patch_all(threads=True)
+    names = []
+    t = monkey.KernelThread(target=lambda: names.append(lwp.current()))
+    t.start()
+    t.join(5)
+    assert names == [None] and t.native_id != threading.get_native_id()
+    # the LWPs and the monitor of a scheduler started while patched are KernelThreads
+    assert lwp.run(lambda: lwp.current() is not None, lwps=2, max_lwps=3)
+    assert lwp.spawn(lambda: 7).join(5) == 7  # the default scheduler, started while patched
+
+
+@green_threads
+def test_thread_started_by_an_os_thread_runs_green_and_joins():
+    """From a plain OS thread, Thread.start spawns on the default scheduler; join blocks
+    the OS thread; the exception of the target goes to threading.excepthook."""
+    monkey.patch_all(threads=True)
+    hooked = []
+    old_hook = threading.excepthook
+    threading.excepthook = hooked.append
+    try:
+        out = []
+        t = threading.Thread(target=lambda: out.append(lwp.current() is not None))
+        t.start()
+        t.join(5)
+        bad = threading.Thread(target=lambda: 1 / 0)
+        bad.start()
+        bad.join(5)
+    finally:
+        threading.excepthook = old_hook
+    assert out == [True] and not t.is_alive()
+    assert [type(h.exc_value) for h in hooked] == [ZeroDivisionError] and hooked[0].thread is bad
+
+
+@green_threads
+def test_thread_pool_executor_runs_green_and_concurrent():
+    monkey.patch_all(threads=True)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def main():
+        task = _all_green_at_once()
+        with ThreadPoolExecutor(max_workers=N) as pool:
+            names = list(pool.map(task, range(N), timeout=10))
+        return names
+
+    names = lwp.run(main, lwps=1)
+    assert len(set(names)) == N and all(n.startswith("ThreadPoolExecutor") for n in names)
+
+
+@green_threads
+def test_socketserver_threading_mixin_serves_concurrently():
+    monkey.patch_all(threads=True)
+    import socket
+    import socketserver
+    from concurrent.futures import ThreadPoolExecutor
+
+    task = _all_green_at_once()
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self):
+            line = self.rfile.readline()
+            task()
+            self.wfile.write(line.upper())
+
+    def main():
+        class Server(socketserver.ThreadingTCPServer):
+            request_queue_size = 2 * N
+
+        with Server(("127.0.0.1", 0), Handler) as server:
+            serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+            serving.start()
+
+            def client(i):
+                with socket.create_connection(server.server_address, timeout=10) as c:
+                    c.sendall(b"hello %d\n" % i)
+                    return c.makefile("rb").readline()
+
+            try:
+                with ThreadPoolExecutor(N) as pool:
+                    return list(pool.map(client, range(N), timeout=10))
+            finally:
+                server.shutdown()
+                serving.join(5)
+
+    assert lwp.run(main, lwps=1) == [b"HELLO %d\n" % i for i in range(N)]
+
+
+def _http_server(task):
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            task()
+            body = self.path.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = 2 * N  # else connections beyond 5 wait for a SYN retry (1 s)
+
+    server = Server(("127.0.0.1", 0), Handler)
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+    serving.start()
+    return server, serving
+
+
+@green_threads
+@pytest.mark.parametrize("client", ["http.client", "urllib.request", "requests"])
+def test_http_server_and_clients_on_green_threads(client):
+    if client == "requests":
+        pytest.importorskip("requests")
+    monkey.patch_all(threads=True)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fetch(i, port):
+        if client == "http.client":
+            import http.client
+
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.request("GET", f"/{i}")
+                return conn.getresponse().read()
+            finally:
+                conn.close()
+        if client == "urllib.request":
+            import urllib.request
+
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/{i}", timeout=10) as r:
+                return r.read()
+        import requests
+
+        with requests.Session() as s:
+            s.trust_env = False  # no proxy from the environment
+            return s.get(f"http://127.0.0.1:{port}/{i}", timeout=10).content
+
+    def main():
+        server, serving = _http_server(_all_green_at_once())
+        try:
+            with ThreadPoolExecutor(N) as pool:
+                return list(pool.map(fetch, range(N), [server.server_address[1]] * N,
+                                     timeout=20))
+        finally:
+            server.shutdown()
+            server.server_close()
+            serving.join(5)
+
+    assert lwp.run(main, lwps=1) == [b"/%d" % i for i in range(N)]
+
+
+@green_threads
+def test_non_daemon_green_threads_are_joined_at_exit(tmp_path):
+    import subprocess
+    import textwrap
+
+    script = tmp_path / "exit.py"
+    script.write_text(textwrap.dedent("""
+        import lwp.monkey
+        lwp.monkey.patch_all(threads=True)
+        import threading, time
+
+        def late(what):
+            time.sleep(0.05)
+            print(what, flush=True)
+
+        threading.Thread(target=late, args=("non-daemon",)).start()
+        threading.Thread(target=late, args=("daemon",), daemon=True).start()
+        time.sleep(0)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "non-daemon" in out.stdout.split()
+
+
+@pytest.mark.skipif(hasattr(threading, "_set_sentinel"), reason="Python 3.13 and later only")
+def test_green_threads_refused_precisely_where_unsupported():
+    with pytest.raises(NotImplementedError, match="3.10 to 3.12"):
+        monkey.patch_threading(threads=True)
+    assert not monkey.is_patched("threading")

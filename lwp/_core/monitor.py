@@ -46,12 +46,12 @@ times a second.
 import logging
 import os
 import sys
-import threading
 import time
 import traceback
 from threading import Event as _Event  # the real one: bound before lwp.monkey runs
 
 from . import preempt
+from .lwp import KernelThread
 
 log = logging.getLogger("lwp.monitor")
 
@@ -86,7 +86,7 @@ class Monitor:
         self._last_check = None  # time of the previous sample
         self._seen = {}     # lwp -> (ticks, monotonic time they last changed)
         self._backlog = {}  # lwp -> threads_run when a backlog was last seen, else None
-        self._thread = threading.Thread(target=self._run, name=f"{sched.name}-monitor", daemon=True)
+        self._thread = KernelThread(target=self._run, name=f"{sched.name}-monitor", daemon=True)
 
     def start(self):
         self._thread.start()
