@@ -226,7 +226,8 @@ def patch_all(threads=False):
 #                      green thread finishes (join, is_alive and _shutdown wait on it);
 #   _DummyThread       current_thread() in a green thread threading did not start (lwp.spawn):
 #                      it leaves threading._active when its green thread ends, where the
-#                      standard one would stay for ever.
+#                      standard one would stay for ever;
+#   excepthook         quiet about lwp.Cancelled, as about SystemExit.
 
 _green_hooks = {}  # made once: patching twice must not make a second set
 
@@ -241,6 +242,7 @@ def _green_threading():
         raise NotImplementedError(
             "patch_threading(threads=True) supports Python 3.10 to 3.12; from 3.13 threading "
             "joins threads through _thread._ThreadHandle, which lwp does not replace yet")
+    from ._core.exceptions import Cancelled
     from ._core.park import current
     from ._core.scheduler import spawn
     from .sync import Lock
@@ -293,8 +295,17 @@ def _green_threading():
         def is_alive(self):
             return self._green is None or not self._green.done()
 
+    def excepthook(args, /):
+        """threading's excepthook, silent for :class:`lwp.Cancelled` as for
+        SystemExit: a green Thread still running when ``lwp.run`` ends is
+        cancelled, which is no error to print."""
+        if args.exc_type is not None and issubclass(args.exc_type, Cancelled):
+            return
+        get_original("threading", "excepthook")(args)  # the hook of when it was patched
+
     _green_hooks.update({"_start_new_thread": start_new_thread, "get_ident": get_ident,
-                         "_set_sentinel": set_sentinel, "_DummyThread": _DummyThread})
+                         "_set_sentinel": set_sentinel, "_DummyThread": _DummyThread,
+                         "excepthook": excepthook})
     return _green_hooks
 
 

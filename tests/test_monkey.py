@@ -529,3 +529,27 @@ def test_green_threads_refused_precisely_where_unsupported():
     with pytest.raises(NotImplementedError, match="3.10 to 3.12"):
         monkey.patch_threading(threads=True)
     assert not monkey.is_patched("threading")
+
+
+@green_threads
+def test_threads_left_running_end_quietly_with_lwp_run():
+    hooked = []
+    old_hook = threading.excepthook
+    threading.excepthook = hooked.append  # before patching: the patched hook calls it
+    try:
+        monkey.patch_all(threads=True)
+
+        def main():
+            sleeper = threading.Thread(target=time.sleep, args=(60,))
+            sleeper.start()
+            failing = threading.Thread(target=lambda: 1 / 0)
+            failing.start()
+            failing.join(5)
+            return sleeper
+
+        sleeper = lwp.run(main, lwps=1)
+        assert not sleeper.is_alive()  # cancelled and joined by the end of lwp.run
+    finally:
+        monkey.unpatch_all()
+        threading.excepthook = old_hook
+    assert [type(h.exc_value) for h in hooked] == [ZeroDivisionError]
