@@ -553,3 +553,143 @@ def test_threads_left_running_end_quietly_with_lwp_run():
         monkey.unpatch_all()
         threading.excepthook = old_hook
     assert [type(h.exc_value) for h in hooked] == [ZeroDivisionError]
+
+
+# -- the standard clients and servers of the issue, patched: a ticker progresses while they wait
+
+def _held_http_server(release):
+    """An HTTP server on a kernel thread that answers each GET once ``release`` is set."""
+    import http.server
+
+    class Held(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            release.wait(10)
+            self.send_response(200)
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"held")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Held)
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+    serving.start()
+    return server, serving
+
+
+@pytest.mark.parametrize("client", ["http.client", "urllib.request"])
+def test_patched_http_clients_park(client):
+    from helpers import N_TICKS, progress_while
+
+    monkey.patch_all()
+    release = threading.Event()
+    server, serving = _held_http_server(release)
+    port = server.server_address[1]
+
+    def fetch():
+        if client == "http.client":
+            import http.client
+
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.request("GET", "/")
+                return conn.getresponse().read()
+            finally:
+                conn.close()
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            return r.read()
+
+    try:
+        body, ticks = lwp.run(lambda: progress_while(fetch, release.set), lwps=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join(5)
+    assert body == b"held" and ticks >= N_TICKS
+
+
+def _smtp_server(release, received):
+    """A minimal SMTP server (one session, on a kernel thread) that greets only once
+    ``release`` is set, and keeps each message's DATA in ``received``."""
+    import socket
+
+    lst = socket.create_server(("127.0.0.1", 0))
+
+    def session():
+        conn, _ = lst.accept()
+        with conn, conn.makefile("rb") as rfile:
+            release.wait(10)
+            conn.sendall(b"220 test ESMTP\r\n")
+            while True:
+                line = rfile.readline()
+                verb = line[:4].upper()
+                if not line or verb == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                if verb == b"DATA":
+                    conn.sendall(b"354 go on\r\n")
+                    data = b"".join(iter(lambda: rfile.readline(), b".\r\n"))
+                    received.append(data)
+                    conn.sendall(b"250 queued\r\n")
+                elif verb == b"EHLO":
+                    conn.sendall(b"250-test\r\n250 8BITMIME\r\n")
+                else:
+                    conn.sendall(b"250 ok\r\n")
+
+    th = threading.Thread(target=session)
+    th.start()
+    return lst, th
+
+
+def test_patched_smtplib_parks():
+    from helpers import N_TICKS, progress_while
+    import smtplib
+
+    monkey.patch_all()
+    release, received = threading.Event(), []
+    lst, th = _smtp_server(release, received)
+
+    def send():
+        with smtplib.SMTP(*lst.getsockname(), timeout=10) as smtp:  # waits for the greeting
+            return smtp.sendmail("a@example.org", ["b@example.org"], "Subject: hi\r\n\r\nbody")
+
+    try:
+        refused, ticks = lwp.run(lambda: progress_while(send, release.set), lwps=1)
+    finally:
+        release.set()
+        th.join(10)
+        lst.close()
+    assert refused == {} and ticks >= N_TICKS
+    assert len(received) == 1 and b"body" in received[0]
+
+
+def test_patched_socketserver_parks():
+    """A plain TCPServer, handling requests in a green thread, parks between them."""
+    from helpers import N_TICKS, progress_while
+    import socket
+    import socketserver
+
+    monkey.patch_all()
+
+    class Upper(socketserver.StreamRequestHandler):
+        def handle(self):
+            self.wfile.write(self.rfile.readline().upper())
+
+    replies = []
+
+    def client():  # a plain OS thread, after N_TICKS ticks
+        with socket.create_connection(server.server_address, timeout=10) as c:
+            c.sendall(b"ping\n")
+            replies.append(c.makefile("rb").readline())
+
+    def main():
+        server.timeout = 10
+        _, ticks = progress_while(server.handle_request, client)
+        return ticks
+
+    with socketserver.TCPServer(("127.0.0.1", 0), Upper) as server:
+        ticks = lwp.run(main, lwps=1)
+    assert replies == [b"PING\n"] and ticks >= N_TICKS
