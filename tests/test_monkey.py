@@ -693,3 +693,42 @@ def test_patched_socketserver_parks():
     with socketserver.TCPServer(("127.0.0.1", 0), Upper) as server:
         ticks = lwp.run(main, lwps=1)
     assert replies == [b"PING\n"] and ticks >= N_TICKS
+
+
+@green_threads
+def test_fork_in_a_green_thread(tmp_path):
+    """In the child, threading knows only the forking Thread (and the rebuilt LWPs),
+    and new green Threads run."""
+    import subprocess
+    import textwrap
+
+    script = tmp_path / "fork.py"
+    script.write_text(textwrap.dedent("""
+        import os, time
+        import lwp, lwp.monkey
+        lwp.monkey.patch_all(threads=True)
+        import threading
+
+        def forker():
+            other = threading.Thread(target=time.sleep, args=(0.2,), name="other")
+            other.start()
+            pid = os.fork()
+            if pid == 0:
+                names = sorted(t.name for t in threading.enumerate()
+                               if not isinstance(t, lwp.monkey.KernelThread))
+                t = threading.Thread(target=lambda: None)
+                t.start()
+                t.join(5)
+                print(names, t.is_alive(), flush=True)
+                os._exit(0)
+            assert os.waitpid(pid, 0)[1] == 0
+            other.join(5)
+
+        t = threading.Thread(target=forker, name="forker")
+        t.start()
+        t.join(10)
+    """))
+    out = subprocess.run([sys.executable, "-W", "error", str(script)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == "['forker'] False" and out.stderr == ""
