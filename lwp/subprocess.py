@@ -24,7 +24,9 @@ behaves exactly as the standard module.
 Starting the child (``fork``/``exec``, a ``preexec_fn``, and the wait for the
 child's exec status) runs on an activation thread (:func:`lwp.blocking`), so
 the LWP runs its other threads meanwhile; errors are raised in the caller as
-usual.  Since another kernel thread forks, a ``preexec_fn`` sees that thread's
+usual.  One part still holds every thread up: when a real ``fork`` is needed
+(with a ``preexec_fn``, where CPython cannot use ``vfork``), CPython keeps
+the interpreter lock across the copy of the page tables.  Since another kernel thread forks, a ``preexec_fn`` sees that thread's
 thread-local state, not the caller's; it runs in the child, where lwp has no
 scheduler.  A thread cancelled during the spawn raises
 :class:`lwp.Cancelled` and its child, if one was started, is killed and

@@ -128,40 +128,39 @@ def test_lwp_internals_keep_working_when_everything_is_patched():
     assert lwp.spawn(lambda: 6).join(5) == 6  # default scheduler started while patched
 
 
-# Until lwp.ssl replaces ssl.SSLSocket, patching socket rightly warns that it stays blocking.
-_ssl_pending = pytest.mark.filterwarnings(
-    "ignore:ssl.SSLSocket subclasses:lwp.monkey.MonkeyPatchWarning")
-
-
-@_ssl_pending
-def test_patched_urllib_fetches_concurrently():
-    """Plain urllib code, patched: each fetch parks and the LWP serves the others."""
+def _held_http_server(release):
+    """An HTTP server on kernel threads that answers each GET once ``release`` is set."""
     import http.server
-    import socketserver
-    import urllib.request
 
-    monkey.patch_all()
-    release = threading.Event()  # patched: an lwp.Event, fine from OS threads too
-
-    class Slow(http.server.BaseHTTPRequestHandler):
+    class Held(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            release.wait(5)
+            release.wait(10)
             self.send_response(200)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Length", "4")
             self.end_headers()
-            self.wfile.write(b"ok")
+            self.wfile.write(b"held")
 
         def log_message(self, *args):
             pass
 
-    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-        daemon_threads = True
+    class Server(http.server.ThreadingHTTPServer):
         block_on_close = False
+        request_queue_size = 16  # else connections beyond 5 wait for a SYN retry (1 s)
 
-    server = Server(("127.0.0.1", 0), Slow)
-    port = server.server_address[1]
-    serving = monkey.get_original("threading", "Thread")(target=server.serve_forever)
+    server = Server(("127.0.0.1", 0), Held)
+    serving = monkey.KernelThread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
     serving.start()
+    return server, serving
+
+
+def test_patched_urllib_fetches_concurrently():
+    """Plain urllib code, patched: each fetch parks and the LWP serves the others."""
+    import urllib.request
+
+    monkey.patch_all()
+    release = threading.Event()  # patched: an lwp.Event, fine from OS threads too
+    server, serving = _held_http_server(release)
+    port = server.server_address[1]
     try:
         def main():
             fetches = [lwp.spawn(lambda: urllib.request.urlopen(
@@ -173,14 +172,13 @@ def test_patched_urllib_fetches_concurrently():
             release.set()
             return [t.join(10) for t in fetches]
 
-        assert lwp.run(main, lwps=1) == [b"ok"] * 10
+        assert lwp.run(main, lwps=1) == [b"held"] * 10
     finally:
         server.shutdown()
         server.server_close()
         serving.join(5)
 
 
-@_ssl_pending
 def test_patch_all_covers_available_modules():
     done = monkey.patch_all()
     assert set(done) == set(monkey.available())
@@ -556,27 +554,6 @@ def test_threads_left_running_end_quietly_with_lwp_run():
 
 
 # -- the standard clients and servers of the issue, patched: a ticker progresses while they wait
-
-def _held_http_server(release):
-    """An HTTP server on a kernel thread that answers each GET once ``release`` is set."""
-    import http.server
-
-    class Held(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            release.wait(10)
-            self.send_response(200)
-            self.send_header("Content-Length", "4")
-            self.end_headers()
-            self.wfile.write(b"held")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Held)
-    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
-    serving.start()
-    return server, serving
-
 
 @pytest.mark.parametrize("client", ["http.client", "urllib.request"])
 def test_patched_http_clients_park(client):

@@ -57,6 +57,17 @@ def tls_pair(contexts):
         return client, t.join(10)
 
 
+def read_up_to(sock, n):
+    """Read until ``n`` bytes or the end of the stream."""
+    got = bytearray()
+    while len(got) < n:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
 def test_names(contexts):
     import ssl as std
 
@@ -129,16 +140,7 @@ def test_large_sendall_to_a_green_reader(contexts):
     def main():
         client, server = tls_pair(contexts)
         with client, server:
-            def reader():
-                got = bytearray()
-                while len(got) < len(payload):
-                    chunk = server.recv(1 << 16)
-                    if not chunk:
-                        break
-                    got += chunk
-                return bytes(got)
-
-            t = lwp.spawn(reader)
+            t = lwp.spawn(read_up_to, server, len(payload))
             client.sendall(payload)
             return t.join(30) == payload
 
@@ -409,16 +411,7 @@ def test_sendfile_over_tls_to_a_green_reader(contexts, tmp_path):
     def main():
         client, server = tls_pair(contexts)
         with client, server:
-            def reader():
-                got = bytearray()
-                while len(got) < len(payload):
-                    chunk = server.recv(1 << 16)
-                    if not chunk:
-                        break
-                    got += chunk
-                return bytes(got)
-
-            t = lwp.spawn(reader)
+            t = lwp.spawn(read_up_to, server, len(payload))
             with open(path, "rb") as f:
                 assert client.sendfile(f, offset=10) == len(payload) - 10
                 assert f.tell() == len(payload)
