@@ -451,3 +451,55 @@ def test_wrap_then_connect_on_one_lwp(contexts, on_connect):
             return reply
 
     assert lwp.run(main, lwps=1) == b"TLS"
+
+
+def test_patched_https_client_parks(cert):
+    """http.client over TLS, unchanged, patched: the request parks until an HTTPS server
+    on a kernel thread answers, and a ticker on the LWP progresses meanwhile."""
+    import http.client
+    import http.server
+    import ssl as std
+
+    import lwp.monkey as monkey
+
+    monkey.patch_all()
+    try:
+        release = threading.Event()
+
+        class Held(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                release.wait(10)
+                self.send_response(200)
+                self.send_header("Content-Length", "3")
+                self.end_headers()
+                self.wfile.write(b"tls")
+
+            def log_message(self, *args):
+                pass
+
+        server_ctx = std.SSLContext(std.PROTOCOL_TLS_SERVER)
+        server_ctx.load_cert_chain(*cert)
+        server = http.server.HTTPServer(("127.0.0.1", 0), Held)
+        server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
+        serving = monkey.KernelThread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+        serving.start()
+
+        def fetch():
+            conn = http.client.HTTPSConnection(
+                "localhost", server.server_address[1], timeout=10,
+                context=std.create_default_context(cafile=cert[0]))
+            try:
+                conn.request("GET", "/")
+                return conn.getresponse().read()
+            finally:
+                conn.close()
+
+        try:
+            body, ticks = lwp.run(lambda: progress_while(fetch, release.set), lwps=1)
+        finally:
+            server.shutdown()
+            server.server_close()
+            serving.join(5)
+    finally:
+        monkey.unpatch_all()
+    assert body == b"tls" and ticks >= N_TICKS
