@@ -32,6 +32,7 @@ MySocket(socket.socket)`` defined before the patch): for those a
 restores everything (used by the tests).
 """
 
+import functools
 import importlib
 import sys
 import warnings
@@ -252,14 +253,20 @@ def _green_threading():
     kernel_sentinel = get_original("threading", "_set_sentinel")
     StdDummyThread = get_original("threading", "_DummyThread")
 
-    def start_new_thread(function, args, kwargs=None):
+    def start_new_thread(function, args, kwargs=None, /):
         """As ``_thread.start_new_thread``, in a green thread; returns its ident."""
         owner = getattr(function, "__self__", None)
         if isinstance(owner, KernelThread):
             return start_kernel_thread(function, args, *(() if kwargs is None else (kwargs,)))
+        if not callable(function):
+            raise TypeError("first arg must be callable")
+        if not isinstance(args, tuple):
+            raise TypeError("2nd arg must be a tuple")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError("optional 3rd arg must be a dictionary")
         name = owner.name if isinstance(owner, threading.Thread) else None
-        try:
-            t = spawn(function, *args, name=name, **(kwargs or {}))
+        try:  # spawn's own keywords (name, bound) must not catch the function's
+            t = spawn(functools.partial(function, *args, **(kwargs or {})), name=name)
         except RuntimeError as e:  # the scheduler is shutting down
             raise _thread.error(f"can't start new thread: {e}") from None
         return t.ident

@@ -258,6 +258,29 @@ def test_green_threads_patch_and_unpatch():
 
 
 @green_threads
+def test_start_new_thread_is_green_and_checks_its_arguments():
+    import _thread
+
+    monkey.patch_threading(threads=True)
+
+    def main():
+        out = lwp.Queue()
+        ident = _thread.start_new_thread(lambda *a, **k: out.put((a, k, lwp.current().ident)),
+                                         (1, 2), {"name": "kept", "bound": "kept too"})
+        args, kwargs, green = out.get(timeout=5)
+        assert (args, kwargs) == ((1, 2), {"name": "kept", "bound": "kept too"})
+        assert green == ident
+        with pytest.raises(TypeError, match="tuple"):
+            _thread.start_new_thread(print, [1])
+        with pytest.raises(TypeError, match="dictionary"):
+            _thread.start_new_thread(print, (), [])
+        with pytest.raises(TypeError, match="callable"):
+            _thread.start_new_thread(None, ())
+
+    lwp.run(main, lwps=1)
+
+
+@green_threads
 def test_thread_semantics_in_green_threads():
     monkey.patch_all(threads=True)
 
