@@ -336,9 +336,9 @@ def get_server_certificate(addr, ssl_version=PROTOCOL_TLS_CLIENT, ca_certs=None,
     host, _port = addr
     context = _create_unverified_context(ssl_version, cafile=ca_certs,
                                          cert_reqs=CERT_NONE if ca_certs is None else CERT_REQUIRED)  # noqa: F405
-    with _lwp_socket.create_connection(addr, timeout=timeout) as sock:
-        with context.wrap_socket(sock, server_hostname=host) as sslsock:
-            dercert = sslsock.getpeercert(True)
+    with (_lwp_socket.create_connection(addr, timeout=timeout) as sock,
+          context.wrap_socket(sock, server_hostname=host) as sslsock):
+        dercert = sslsock.getpeercert(True)
     return DER_cert_to_PEM_cert(dercert)  # noqa: F405
 
 if _std_wrap_socket is not None:  # removed in Python 3.12

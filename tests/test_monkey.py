@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from helpers import settle
+from helpers import N_TICKS, progress_while, settle
 import lwp
 import lwp.monkey as monkey
 
@@ -540,7 +540,7 @@ def test_non_daemon_green_threads_are_joined_at_exit(tmp_path):
         time.sleep(0)
     """))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert "non-daemon" in out.stdout.split()
 
@@ -580,7 +580,6 @@ def test_threads_left_running_end_quietly_with_lwp_run():
 
 @pytest.mark.parametrize("client", ["http.client", "urllib.request"])
 def test_patched_http_clients_park(client):
-    from helpers import N_TICKS, progress_while
 
     monkey.patch_all()
     release = threading.Event()
@@ -645,7 +644,6 @@ def _smtp_server(release, received):
 
 
 def test_patched_smtplib_parks():
-    from helpers import N_TICKS, progress_while
     import smtplib
 
     monkey.patch_all()
@@ -668,7 +666,6 @@ def test_patched_smtplib_parks():
 
 def test_patched_socketserver_parks():
     """A plain TCPServer, handling requests in a green thread, parks between them."""
-    from helpers import N_TICKS, progress_while
     import socket
     import socketserver
 
@@ -729,6 +726,6 @@ def test_fork_in_a_green_thread(tmp_path):
         t.join(10)
     """))
     out = subprocess.run([sys.executable, "-W", "error", str(script)], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[0] == "['forker'] False" and out.stderr == ""

@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from _thread import allocate_lock
-from _thread import get_ident as _kernel_ident  # lwp.monkey may make threading's per green thread
+from _thread import get_ident as _kernel_ident
 from collections import deque
 
 import greenlet
@@ -36,6 +36,7 @@ class KernelThread(threading.Thread):
     ``lwp.monkey.patch_threading(threads=True)`` makes every other
     ``threading.Thread`` a green thread; the LWPs and the monitor are these.
     """
+
 
 _SPARE_GREENLETS = 256  # finished greenlets kept for reuse by new threads
 _FAIRNESS_TICKS = 61    # every this many switches, poll I/O even if threads are runnable
@@ -130,6 +131,7 @@ class LWP:
     def _make_runnable(self, t):
         """Put a parked thread back to run.  Caller holds ``self._lock``."""
         t._state = RUNNABLE
+        # the kernel thread's ident: lwp.monkey may make threading.get_ident per green thread
         if _kernel_ident() == self.ident:
             self._runq.append(t)
         else:
