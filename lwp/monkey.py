@@ -14,7 +14,8 @@ for which the lwp module of the same name (``lwp.socket``, ``lwp.select``…)
 has its own version.  What ``threading`` gets: ``Lock``, ``RLock``,
 ``Condition``, ``Semaphore``, ``BoundedSemaphore``, ``Event``, ``Barrier`` and
 ``local`` become lwp's, which work for green threads *and* real OS threads;
-``threading.Thread`` stays a real kernel thread unless ``threads=True`` is
+a green thread's ``Thread.join`` of a kernel thread parks (an activation
+waits).  ``threading.Thread`` stays a real kernel thread unless ``threads=True`` is
 given to :func:`patch_all` or :func:`patch_threading`: then every
 ``threading.Thread`` (subclasses defined before the patch included) is a green
 thread, and so are the workers of ``concurrent.futures.ThreadPoolExecutor``
@@ -62,6 +63,7 @@ def _replacements(module_name, threads=False):
         names = {name: getattr(lwp, name) for name in (
             "Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier",
             "local")}
+        names.update(_cooperative_join())
         if threads:
             names.update(_green_threading())
         return names
@@ -70,6 +72,17 @@ def _replacements(module_name, threads=False):
     names = getattr(ours, "__all__", None) or [n for n in dir(ours) if not n.startswith("_")]
     return {n: getattr(ours, n) for n in names
             if hasattr(std, n) and getattr(ours, n) is not getattr(std, n)}
+
+
+def _getattr(module, name):
+    """``module.name``, where ``name`` may be ``Class.attribute``."""
+    owner, _, attr = name.rpartition(".")
+    return getattr(getattr(module, owner) if owner else module, attr)
+
+
+def _setattr(module, name, value):
+    owner, _, attr = name.rpartition(".")
+    setattr(getattr(module, owner) if owner else module, attr, value)
 
 
 def patch_module(module_name):
@@ -89,9 +102,9 @@ def _patch(module_name, threads=False):
     for name, new in _replacements(module_name, threads).items():
         key = (module_name, name)
         if key not in _originals:
-            _originals[key] = getattr(std, name)
-        if getattr(std, name) is not new:
-            setattr(std, name, new)
+            _originals[key] = _getattr(std, name)
+        if _getattr(std, name) is not new:
+            _setattr(std, name, new)
         replaced[_originals[key]] = new
     suspects = _rebind_elsewhere(replaced, module_name)
     return sorted(n for (m, n) in _originals if m == module_name), suspects
@@ -230,6 +243,32 @@ def patch_all(threads=False):
 #                      standard one would stay for ever;
 #   excepthook         quiet about lwp.Cancelled, as about SystemExit.
 
+_join_hooks = {}  # made once, as _green_hooks below
+
+
+def _cooperative_join():
+    """``Thread.join`` of a kernel thread, called from a green thread, waits on an
+    activation: threading waits for the interpreter's C lock of the thread, which
+    would block the LWP until the thread ends."""
+    import threading
+
+    if _join_hooks or not hasattr(threading.Thread, "_wait_for_tstate_lock"):
+        return _join_hooks  # Python 3.13 joins through _ThreadHandle: left as it is
+    from ._core.activation import blocking
+    from ._core.park import current
+
+    kernel_wait = get_original("threading", "Thread._wait_for_tstate_lock")
+    kernel_lock = type(get_original("threading", "_allocate_lock")())
+
+    def _wait_for_tstate_lock(self, block=True, timeout=-1):
+        if block and type(self._tstate_lock) is kernel_lock and current() is not None:
+            return blocking(kernel_wait, self, block, timeout)
+        return kernel_wait(self, block, timeout)
+
+    _join_hooks["Thread._wait_for_tstate_lock"] = _wait_for_tstate_lock
+    return _join_hooks
+
+
 _green_hooks = {}  # made once: patching twice must not make a second set
 
 
@@ -326,13 +365,13 @@ def get_original(module_name, name):
     key = (module_name, name)
     if key in _originals:
         return _originals[key]
-    return getattr(importlib.import_module(module_name), name)
+    return _getattr(importlib.import_module(module_name), name)
 
 
 def unpatch_all():
     """Put every original back, in the standard modules and where it was rebound."""
     for (module_name, name), original in _originals.items():
-        setattr(sys.modules[module_name], name, original)
+        _setattr(sys.modules[module_name], name, original)
     for namespace, key, original in reversed(_rebound):
         namespace[key] = original
     _originals.clear()

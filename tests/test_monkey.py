@@ -729,3 +729,29 @@ def test_fork_in_a_green_thread(tmp_path):
                          text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[0] == "['forker'] False" and out.stderr == ""
+
+
+@pytest.mark.skipif(not hasattr(threading.Thread, "_wait_for_tstate_lock"),
+                    reason="Python 3.13 joins through _ThreadHandle")
+def test_green_join_of_a_kernel_thread_parks():
+    """Joining a kernel thread waits on the interpreter's C lock: an activation waits."""
+    original = threading.Thread._wait_for_tstate_lock
+    monkey.patch_threading()
+    assert threading.Thread._wait_for_tstate_lock is not original
+    release = threading.Event()
+    kernel = monkey.KernelThread(target=release.wait, args=(10,))
+    kernel.start()
+
+    def main():
+        assert kernel.is_alive()
+        _, ticks = progress_while(kernel.join, release.set)
+        return ticks, kernel.is_alive()
+
+    try:
+        ticks, alive = lwp.run(main, lwps=1)
+    finally:
+        release.set()
+        kernel.join(10)
+    assert ticks >= N_TICKS and not alive
+    monkey.unpatch_all()
+    assert threading.Thread._wait_for_tstate_lock is original
