@@ -867,8 +867,10 @@ def _run_one(args, reuse_port):
                             multiprocess=args.processes > 1)
         server.start()
         host, port = server.address[:2]
-        print(f"lwp.wsgi: serving {args.app} on http://{host}:{port} (pid {os.getpid()})",
-              file=sys.stderr, flush=True)
+        # one write per line: sys.stderr writes through, and with --processes the
+        # servers share it (print's separate "\n" could land after another's line)
+        print(f"lwp.wsgi: serving {args.app} on http://{host}:{port} (pid {os.getpid()})\n",
+              end="", file=sys.stderr, flush=True)
         try:
             server.serve_forever()
         except (KeyboardInterrupt, Cancelled):
@@ -877,7 +879,8 @@ def _run_one(args, reuse_port):
             left = server.stop(args.graceful_timeout)
             st = server.stats()
             print(f"lwp.wsgi: stopped (pid {os.getpid()}): {st['served']} connections served, "
-                  f"{st['rejected']} rejected, {left} cancelled", file=sys.stderr, flush=True)
+                  f"{st['rejected']} rejected, {left} cancelled\n", end="", file=sys.stderr,
+                  flush=True)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
