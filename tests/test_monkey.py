@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from helpers import N_TICKS, progress_while, settle
+from helpers import N_TICKS, held_http_server, progress_while, settle
 import lwp
 import lwp.monkey as monkey
 
@@ -128,40 +128,15 @@ def test_lwp_internals_keep_working_when_everything_is_patched():
     assert lwp.spawn(lambda: 6).join(5) == 6  # default scheduler started while patched
 
 
-def _held_http_server(release):
-    """An HTTP server on kernel threads that answers each GET once ``release`` is set."""
-    import http.server
-
-    class Held(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            release.wait(10)
-            self.send_response(200)
-            self.send_header("Content-Length", "4")
-            self.end_headers()
-            self.wfile.write(b"held")
-
-        def log_message(self, *args):
-            pass
-
-    class Server(http.server.ThreadingHTTPServer):
-        block_on_close = False
-        request_queue_size = 16  # else connections beyond 5 wait for a SYN retry (1 s)
-
-    server = Server(("127.0.0.1", 0), Held)
-    serving = monkey.KernelThread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
-    serving.start()
-    return server, serving
-
-
 def test_patched_urllib_fetches_concurrently():
     """Plain urllib code, patched: each fetch parks and the LWP serves the others."""
     import urllib.request
 
     monkey.patch_all()
     release = threading.Event()  # patched: an lwp.Event, fine from OS threads too
-    server, serving = _held_http_server(release)
-    port = server.server_address[1]
-    try:
+    with held_http_server(release) as server:
+        port = server.server_address[1]
+
         def main():
             fetches = [lwp.spawn(lambda: urllib.request.urlopen(
                 f"http://127.0.0.1:{port}/", timeout=10).read()) for _ in range(10)]
@@ -173,10 +148,6 @@ def test_patched_urllib_fetches_concurrently():
             return [t.join(10) for t in fetches]
 
         assert lwp.run(main, lwps=1) == [b"held"] * 10
-    finally:
-        server.shutdown()
-        server.server_close()
-        serving.join(5)
 
 
 def test_patch_all_covers_available_modules():
@@ -583,10 +554,8 @@ def test_patched_http_clients_park(client):
 
     monkey.patch_all()
     release = threading.Event()
-    server, serving = _held_http_server(release)
-    port = server.server_address[1]
 
-    def fetch():
+    def fetch(port):
         if client == "http.client":
             import http.client
 
@@ -601,12 +570,9 @@ def test_patched_http_clients_park(client):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
             return r.read()
 
-    try:
-        body, ticks = lwp.run(lambda: progress_while(fetch, release.set), lwps=1)
-    finally:
-        server.shutdown()
-        server.server_close()
-        serving.join(5)
+    with held_http_server(release) as server:
+        port = server.server_address[1]
+        body, ticks = lwp.run(lambda: progress_while(lambda: fetch(port), release.set), lwps=1)
     assert body == b"held" and ticks >= N_TICKS
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import N_TICKS, progress_while, settle
+from helpers import N_TICKS, held_http_server, progress_while, settle
 import lwp
 import lwp.socket as socket
 import lwp.ssl as ssl
@@ -457,7 +457,6 @@ def test_patched_https_client_parks(cert):
     """http.client over TLS, unchanged, patched: the request parks until an HTTPS server
     on a kernel thread answers, and a ticker on the LWP progresses meanwhile."""
     import http.client
-    import http.server
     import ssl as std
 
     import lwp.monkey as monkey
@@ -465,28 +464,12 @@ def test_patched_https_client_parks(cert):
     monkey.patch_all()
     try:
         release = threading.Event()
-
-        class Held(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                release.wait(10)
-                self.send_response(200)
-                self.send_header("Content-Length", "3")
-                self.end_headers()
-                self.wfile.write(b"tls")
-
-            def log_message(self, *args):
-                pass
-
         server_ctx = std.SSLContext(std.PROTOCOL_TLS_SERVER)
         server_ctx.load_cert_chain(*cert)
-        server = http.server.HTTPServer(("127.0.0.1", 0), Held)
-        server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
-        serving = monkey.KernelThread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
-        serving.start()
 
-        def fetch():
+        def fetch(port):
             conn = http.client.HTTPSConnection(
-                "localhost", server.server_address[1], timeout=10,
+                "localhost", port, timeout=10,
                 context=std.create_default_context(cafile=cert[0]))
             try:
                 conn.request("GET", "/")
@@ -494,12 +477,10 @@ def test_patched_https_client_parks(cert):
             finally:
                 conn.close()
 
-        try:
-            body, ticks = lwp.run(lambda: progress_while(fetch, release.set), lwps=1)
-        finally:
-            server.shutdown()
-            server.server_close()
-            serving.join(5)
+        with held_http_server(release, tls=server_ctx) as server:
+            port = server.server_address[1]
+            body, ticks = lwp.run(lambda: progress_while(lambda: fetch(port), release.set),
+                                  lwps=1)
     finally:
         monkey.unpatch_all()
-    assert body == b"tls" and ticks >= N_TICKS
+    assert body == b"held" and ticks >= N_TICKS
