@@ -160,7 +160,9 @@ def test_unbuffered_pipes():
 @pytest.mark.parametrize("where", ["wait", "communicate", "run", "readline"])
 def test_cancel_a_parked_call(where):
     def main():
-        p = subprocess.Popen(READ_STDIN, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # communicate(b"x") closes stdin, which ends READ_STDIN: that child must sleep
+        child = [PY, "-c", "import time; time.sleep(60)"] if where == "communicate" else READ_STDIN
+        p = subprocess.Popen(child, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
             call = {"wait": p.wait,
                     "communicate": lambda: p.communicate(b"x"),
