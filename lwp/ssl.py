@@ -12,6 +12,7 @@ Every name of the standard :mod:`ssl` module is here; these differ:
   :class:`SSLSocket` (any socket may be given: it is taken over).
 * :func:`create_default_context` and :func:`wrap_socket` (where the standard
   module still has it) return and use :class:`SSLContext`.
+* :func:`get_server_certificate` connects and handshakes over lwp sockets.
 
 How: the descriptor under an lwp socket is non-blocking, so OpenSSL, called
 through the C ``_ssl`` module on that descriptor, never blocks; it reports
@@ -20,8 +21,9 @@ the lwp way and retries.  A TLS record may need reads to make a write
 progress and writes to make a read progress (renegotiation, TLS 1.3 session
 tickets), hence both waits in every loop.
 
-Known limits: ``get_server_certificate`` is the standard one (it blocks its
-LWP); ``SSLObject`` and ``MemoryBIO`` do no I/O and need nothing.
+``SSLObject`` and ``MemoryBIO`` (``SSLContext.wrap_bio``) do no I/O and need
+nothing; ``sendfile`` over TLS is the standard send loop, over the cooperative
+``send``.
 """
 
 import errno as _errno
@@ -321,6 +323,23 @@ def _create_unverified_context(*args, **kwargs):
 
 
 _create_default_https_context = create_default_context
+
+
+def get_server_certificate(addr, ssl_version=PROTOCOL_TLS_CLIENT, ca_certs=None,  # noqa: F405
+                           timeout=_lwp_socket._GLOBAL_DEFAULT_TIMEOUT):
+    """:func:`ssl.get_server_certificate`: the server's certificate, PEM-encoded.
+
+    Connects and handshakes through lwp sockets, so the caller parks; verifies
+    the certificate against ``ca_certs`` if given (not the host name, as the
+    standard function).
+    """
+    host, _port = addr
+    context = _create_unverified_context(ssl_version, cafile=ca_certs,
+                                         cert_reqs=CERT_NONE if ca_certs is None else CERT_REQUIRED)  # noqa: F405
+    with (_lwp_socket.create_connection(addr, timeout=timeout) as sock,
+          context.wrap_socket(sock, server_hostname=host) as sslsock):
+        dercert = sslsock.getpeercert(True)
+    return DER_cert_to_PEM_cert(dercert)  # noqa: F405
 
 if _std_wrap_socket is not None:  # removed in Python 3.12
     def wrap_socket(sock, keyfile=None, certfile=None, server_side=False, cert_reqs=CERT_NONE,

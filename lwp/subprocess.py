@@ -19,15 +19,25 @@ thread, waiting for a child parks the thread and its LWP runs others:
 
 Timeouts raise :class:`TimeoutExpired` as in the standard library; after one,
 ``communicate`` can be called again to go on.  In a plain OS thread everything
-behaves exactly as the standard module.  Known limits: starting the child
-(``fork``/``exec`` and the read of its exec status) still runs on the LWP, as
-does the flush of data written to ``stdin`` beforehand in text or buffered mode
-by a plain OS thread.
+behaves exactly as the standard module.
+
+Starting the child (``fork``/``exec``, a ``preexec_fn``, and the wait for the
+child's exec status) runs on an activation thread (:func:`lwp.blocking`), so
+the LWP runs its other threads meanwhile; errors are raised in the caller as
+usual.  One part still holds every thread up: when a real ``fork`` is needed
+(with a ``preexec_fn``, where CPython cannot use ``vfork``), CPython keeps
+the interpreter lock across the copy of the page tables.  Since another kernel thread forks, a ``preexec_fn`` sees that thread's
+thread-local state, not the caller's; it runs in the child, where lwp has no
+scheduler.  A thread cancelled during the spawn raises
+:class:`lwp.Cancelled` and its child, if one was started, is killed and
+reaped.  Known limit: the flush of data written to ``stdin`` beforehand in
+text or buffered mode by a plain OS thread runs on the LWP.
 """
 
 import io as _io
 import os as _os
 import subprocess as _std
+from _thread import allocate_lock as _allocate_lock
 from select import PIPE_BUF as _PIPE_BUF
 from select import POLLIN as _POLLIN
 from subprocess import *  # noqa: F401,F403 - the drop-in re-exports the standard module
@@ -35,6 +45,7 @@ from time import monotonic as _monotonic
 
 from . import os as _los
 from . import selectors as _selectors
+from ._core.activation import blocking as _blocking
 from ._core.park import current as _current
 from ._core.park import fd_closing as _fd_closing
 from ._core.park import wait_readable as _wait_readable
@@ -121,7 +132,10 @@ class Popen(_StdPopen):
     """
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        if _current() is None:
+            super().__init__(*args, **kwargs)
+        else:
+            self._spawn_off_the_lwp(args, kwargs)
         bufsize = kwargs.get("bufsize", args[1] if len(args) > 1 else -1)
         try:
             if self.stdin is not None:
@@ -137,6 +151,43 @@ class Popen(_StdPopen):
             self.kill()
             self.wait()
             raise
+
+    def _spawn_off_the_lwp(self, args, kwargs):
+        """The standard constructor, run on an activation thread.
+
+        ``fork``/``exec`` and the wait for the child's exec status take the
+        time of a page-table copy (milliseconds with a big heap) or of a slow
+        ``preexec_fn``: the LWP runs its other threads meanwhile.  Errors
+        (``FileNotFoundError``...) are raised here, as by the standard module.
+        If the caller gives up (cancelled) while the spawn is in flight, whoever
+        finishes last of the two kills the child, closes its pipes and reaps it.
+        """
+        handoff = _allocate_lock()
+        state = ["spawning"]
+
+        def spawn():
+            _StdPopen.__init__(self, *args, **kwargs)
+            with handoff:
+                abandoned, state[0] = state[0] == "abandoned", "spawned"
+            if abandoned:
+                self._discard_child()
+
+        try:
+            _blocking(spawn)
+        except BaseException:
+            with handoff:
+                spawned, state[0] = state[0] == "spawned", "abandoned"
+            if spawned:
+                self._discard_child()
+            raise
+
+    def _discard_child(self):
+        """Kill, close and reap a child nobody will ever see (its spawner gave up)."""
+        self.kill()
+        for f in (self.stdin, self.stdout, self.stderr):
+            if f is not None:
+                f.close()
+        self.wait()
 
     # -- wait -------------------------------------------------------------------------------
 

@@ -431,6 +431,13 @@ class Event:
             return self._flag
         return True
 
+    def _at_fork_reinit(self):
+        # threading._after_fork calls it in a child process (on each Thread's
+        # _started): the flag stays; the waiters, threads of the parent, and the
+        # mutex, perhaps held by one of them, are gone.
+        self._mutex = allocate_lock()
+        self._waiters = []
+
 
 class Barrier:
     """A barrier for ``parties`` threads, like :class:`threading.Barrier`.

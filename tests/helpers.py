@@ -1,5 +1,6 @@
 """Helpers shared by the tests."""
 
+import contextlib
 import shutil
 import subprocess
 import threading
@@ -75,3 +76,39 @@ def make_cert(directory, name="localhost"):
     if proc.returncode != 0:
         pytest.skip(f"openssl could not make a test certificate: {proc.stderr.decode()[-300:]}")
     return str(certfile), str(keyfile)
+
+
+@contextlib.contextmanager
+def held_http_server(release, tls=None):
+    """An HTTP server on kernel threads (over TLS with the server context ``tls``) that
+    answers each GET with ``b"held"`` once ``release`` is set; stopped on exit."""
+    import http.server
+
+    from lwp.monkey import KernelThread
+
+    class Held(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            release.wait(10)
+            self.send_response(200)
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"held")
+
+        def log_message(self, *args):
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        block_on_close = False
+        request_queue_size = 16  # else connections beyond 5 wait for a SYN retry (1 s)
+
+    server = Server(("127.0.0.1", 0), Held)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    serving = KernelThread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+    serving.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join(5)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers import N_TICKS, make_cert, progress_while, settle
+from helpers import N_TICKS, held_http_server, make_cert, progress_while, settle
 import lwp
 import lwp.socket as socket
 import lwp.ssl as ssl
@@ -37,6 +37,17 @@ def tls_pair(contexts):
         raw = socket.create_connection(lst.getsockname(), timeout=10)
         client = client_ctx.wrap_socket(raw, server_hostname="localhost")
         return client, t.join(10)
+
+
+def read_up_to(sock, n):
+    """Read until ``n`` bytes or the end of the stream."""
+    got = bytearray()
+    while len(got) < n:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
 
 
 def test_names(contexts):
@@ -111,16 +122,7 @@ def test_large_sendall_to_a_green_reader(contexts):
     def main():
         client, server = tls_pair(contexts)
         with client, server:
-            def reader():
-                got = bytearray()
-                while len(got) < len(payload):
-                    chunk = server.recv(1 << 16)
-                    if not chunk:
-                        break
-                    got += chunk
-                return bytes(got)
-
-            t = lwp.spawn(reader)
+            t = lwp.spawn(read_up_to, server, len(payload))
             client.sendall(payload)
             return t.join(30) == payload
 
@@ -336,3 +338,131 @@ def test_monkey_patched_ssl_uses_lwp_contexts(cert):
     finally:
         monkey.unpatch_all()
     assert std.SSLContext is not ssl.SSLContext
+
+
+def test_get_server_certificate_parks(cert, contexts):
+    """The server handshakes in a green thread of the same LWP: it only can if the
+    client's connect and handshake park."""
+    server_ctx, _ = contexts
+    with open(cert[0]) as f:
+        expected = ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(f.read()))
+
+    def main():
+        with socket.create_server(("127.0.0.1", 0)) as lst:
+            def serve():
+                for _ in range(2):
+                    with server_ctx.wrap_socket(lst.accept()[0], server_side=True) as conn:
+                        conn.recv(1)  # until the client closes
+
+            server = lwp.spawn(serve)
+            settle()  # parked in accept, on this LWP for good
+            pems = [ssl.get_server_certificate(lst.getsockname(), timeout=5),
+                    ssl.get_server_certificate(lst.getsockname(), ca_certs=cert[0], timeout=5)]
+            server.join(5)
+            return pems
+
+    assert lwp.run(main, lwps=1) == [expected, expected]
+
+
+def test_get_server_certificate_verification_failure(contexts, tmp_path_factory):
+    """With ``ca_certs`` that do not vouch for the server: the standard error, no leak."""
+    server_ctx, _ = contexts
+    other_ca, _ = make_cert(tmp_path_factory.mktemp("other-ca"))
+
+    def main():
+        with socket.create_server(("127.0.0.1", 0)) as lst:
+            def serve():
+                conn = lst.accept()[0]
+                with pytest.raises(ssl.SSLError):
+                    server_ctx.wrap_socket(conn, server_side=True)
+
+            server = lwp.spawn(serve)
+            settle()
+            with pytest.raises(ssl.SSLError):
+                ssl.get_server_certificate(lst.getsockname(), ca_certs=other_ca, timeout=5)
+            server.join(5)
+
+    lwp.run(main, lwps=1)
+
+
+def test_sendfile_over_tls_to_a_green_reader(contexts, tmp_path):
+    payload = bytes(range(256)) * 4 * 1024  # 1 MB: more than the socket buffers hold
+    path = tmp_path / "payload"
+    path.write_bytes(payload)
+
+    def main():
+        client, server = tls_pair(contexts)
+        with client, server:
+            t = lwp.spawn(read_up_to, server, len(payload))
+            with open(path, "rb") as f:
+                assert client.sendfile(f, offset=10) == len(payload) - 10
+                assert f.tell() == len(payload)
+            client.sendall(b"x" * 10)
+            return t.join(30) == payload[10:] + b"x" * 10
+
+    assert lwp.run(main, lwps=1)
+
+
+@pytest.mark.parametrize("on_connect", [True, False])
+def test_wrap_then_connect_on_one_lwp(contexts, on_connect):
+    """An unconnected socket wrapped first: ``connect`` (and the handshake it does,
+    or the explicit one) park while the server, on the same LWP, answers."""
+    server_ctx, client_ctx = contexts
+
+    def main():
+        with socket.create_server(("127.0.0.1", 0)) as lst:
+            def serve():
+                with server_ctx.wrap_socket(lst.accept()[0], server_side=True) as conn:
+                    conn.sendall(conn.recv(10).upper())
+                    conn.unwrap().close()
+
+            server = lwp.spawn(serve)
+            settle()
+            c = client_ctx.wrap_socket(socket.socket(), server_hostname="localhost",
+                                       do_handshake_on_connect=on_connect)
+            with c:
+                c.settimeout(5)
+                c.connect(lst.getsockname())
+                if not on_connect:
+                    assert c.version() is None
+                    c.do_handshake()
+                c.sendall(b"tls")
+                reply = c.recv(10)
+                c.unwrap()
+            server.join(5)
+            return reply
+
+    assert lwp.run(main, lwps=1) == b"TLS"
+
+
+def test_patched_https_client_parks(cert):
+    """http.client over TLS, unchanged, patched: the request parks until an HTTPS server
+    on a kernel thread answers, and a ticker on the LWP progresses meanwhile."""
+    import http.client
+    import ssl as std
+
+    import lwp.monkey as monkey
+
+    monkey.patch_all()
+    try:
+        release = threading.Event()
+        server_ctx = std.SSLContext(std.PROTOCOL_TLS_SERVER)
+        server_ctx.load_cert_chain(*cert)
+
+        def fetch(port):
+            conn = http.client.HTTPSConnection(
+                "localhost", port, timeout=10,
+                context=std.create_default_context(cafile=cert[0]))
+            try:
+                conn.request("GET", "/")
+                return conn.getresponse().read()
+            finally:
+                conn.close()
+
+        with held_http_server(release, tls=server_ctx) as server:
+            port = server.server_address[1]
+            body, ticks = lwp.run(lambda: progress_while(lambda: fetch(port), release.set),
+                                  lwps=1)
+    finally:
+        monkey.unpatch_all()
+    assert body == b"held" and ticks >= N_TICKS

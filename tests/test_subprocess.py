@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from helpers import N_TICKS, progress_while, settle, start_ticker
+from helpers import N_TICKS, progress_while, settle, start_ticker, wait_until
 import lwp
 import lwp.subprocess as subprocess
 
@@ -160,7 +160,9 @@ def test_unbuffered_pipes():
 @pytest.mark.parametrize("where", ["wait", "communicate", "run", "readline"])
 def test_cancel_a_parked_call(where):
     def main():
-        p = subprocess.Popen(READ_STDIN, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # communicate(b"x") closes stdin, which ends READ_STDIN: that child must sleep
+        child = [PY, "-c", "import time; time.sleep(60)"] if where == "communicate" else READ_STDIN
+        p = subprocess.Popen(child, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
             call = {"wait": p.wait,
                     "communicate": lambda: p.communicate(b"x"),
@@ -228,3 +230,84 @@ def test_plain_os_thread_uses_the_standard_waits():
         p.stdin.close()
         assert p.wait(30) == 0
     assert subprocess.run(["true"]).returncode == 0
+
+
+def _held_spawn(release_fd):
+    """A preexec_fn that holds the spawn (the parent waits for the child's exec) until
+    ``release_fd`` is readable; it fails the spawn after 5 s, so the test cannot hang."""
+    import select as std_select
+
+    def hold():
+        if not std_select.select([release_fd], [], [], 5)[0]:
+            raise RuntimeError("the spawn was never released")
+
+    return hold
+
+
+def test_spawn_runs_off_the_lwp():
+    """fork/exec waits on an activation: a ticker on the same LWP releases the spawn."""
+    def main():
+        r, w = os.pipe()
+        try:
+            ticks, ticker = start_ticker()
+            release = lwp.spawn(lambda: (wait_until(lambda: ticks[0] >= N_TICKS),
+                                         os.write(w, b"x")))
+            settle()  # both started: bound to this LWP, out of the monitor's reach
+            with subprocess.Popen([PY, "-c", "pass"], preexec_fn=_held_spawn(r)) as p:
+                assert p.wait(30) == 0
+            release.join(5)
+            ticker.cancel()
+            return ticks[0]
+        finally:
+            os.close(r)
+            os.close(w)
+
+    assert run1(main) >= N_TICKS
+
+
+def test_spawn_errors_are_raised_in_the_caller():
+    def main():
+        with pytest.raises(FileNotFoundError):
+            subprocess.Popen(["/no/such/program-lwp"])
+        with pytest.raises(subprocess.SubprocessError, match="preexec_fn"):
+            subprocess.Popen([PY, "-c", "pass"], preexec_fn=lambda: 1 / 0)
+        with pytest.raises(NotADirectoryError):
+            subprocess.Popen([PY, "-c", "pass"], cwd="/dev/null")
+        r, w = os.pipe()
+        try:  # pass_fds reaches the child although another kernel thread spawns it
+            out = subprocess.run([PY, "-c", f"import os; os.write({w}, b'ok')"], pass_fds=(w,),
+                                 timeout=30)
+            assert out.returncode == 0 and os.read(r, 2) == b"ok"
+        finally:
+            os.close(r)
+            os.close(w)
+
+    run1(main)
+
+
+def _no_child_left():
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_cancel_during_the_spawn_kills_and_reaps_the_child():
+    def main():
+        r, w = os.pipe()
+        try:
+            t = lwp.spawn(subprocess.Popen, [PY, "-c", "import time; time.sleep(60)"],
+                          stdout=subprocess.PIPE, preexec_fn=_held_spawn(r))
+            settle()
+            assert not t.done()
+            t.cancel()
+            with pytest.raises(lwp.Cancelled):
+                t.join(5)
+            os.write(w, b"x")  # the spawn completes for nobody: its child must not linger
+            wait_until(_no_child_left, timeout=10)
+        finally:
+            os.close(r)
+            os.close(w)
+
+    run1(main)  # conftest: the stdout pipe of the abandoned Popen is closed

@@ -1454,3 +1454,16 @@ def test_stress_event_ping_pong_across_lwps(lwps, seed):
         return sum(e.is_set() for e in pings + pongs)
 
     assert run(main, lwps=lwps, seed=seed) == 2 * EVENT_PAIRS
+
+
+def test_event_at_fork_reinit_keeps_the_flag_drops_the_waiters():
+    """threading._after_fork calls it on every Thread's _started (an lwp.Event once
+    lwp.monkey patched threading); it was missing, which aborted _after_fork."""
+    ev = lwp.Event()
+    ev._mutex.acquire()  # held, as by a thread of the parent at the fork
+    ev._waiters.append(object())
+    ev._at_fork_reinit()
+    assert not ev.is_set() and ev._waiters == [] and not ev._mutex.locked()
+    ev.set()
+    ev._at_fork_reinit()
+    assert ev.is_set() and ev.wait(0)

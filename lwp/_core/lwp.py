@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from _thread import allocate_lock
+from _thread import get_ident as _kernel_ident
 from collections import deque
 
 import greenlet
@@ -27,6 +28,15 @@ import greenlet
 from . import park
 from .poller import Poller
 from .thread import DONE, NEW, RUNNABLE, RUNNING
+
+
+class KernelThread(threading.Thread):
+    """A :class:`threading.Thread` that is always a kernel thread.
+
+    ``lwp.monkey.patch_threading(threads=True)`` makes every other
+    ``threading.Thread`` a green thread; the LWPs and the monitor are these.
+    """
+
 
 _SPARE_GREENLETS = 256  # finished greenlets kept for reuse by new threads
 _FAIRNESS_TICKS = 61    # every this many switches, poll I/O even if threads are runnable
@@ -77,7 +87,7 @@ class LWP:
         self._completions = None  # native activation CompletionQueue, made on first use
         self._exit = False        # owner only: leave the loop when idle
         self._retired = False     # under _lock: retired, push_new must go elsewhere
-        self._thread = threading.Thread(target=self._main, name=f"lwp-{index}", daemon=True)
+        self._thread = KernelThread(target=self._main, name=f"lwp-{index}", daemon=True)
         # Counters, written by the owner only; read by anyone for stats and the monitor.
         self.ticks = 0            # switches into green threads
         self.threads_run = 0
@@ -122,7 +132,8 @@ class LWP:
     def _make_runnable(self, t):
         """Put a parked thread back to run.  Caller holds ``self._lock``."""
         t._state = RUNNABLE
-        if threading.get_ident() == self.ident:
+        # the kernel thread's ident: lwp.monkey may make threading.get_ident per green thread
+        if _kernel_ident() == self.ident:
             self._runq.append(t)
         else:
             self._inbox.append(t)
@@ -183,7 +194,7 @@ class LWP:
         return self._poller.wait(fd, write, timeout)
 
     def _main(self):
-        self.ident = threading.get_ident()
+        self.ident = _kernel_ident()
         park._tls.lwp = self
         self.hub = greenlet.getcurrent()
         self.busy_since = time.monotonic()

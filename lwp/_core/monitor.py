@@ -52,12 +52,12 @@ times a second.
 import logging
 import os
 import sys
-import threading
 import time
 import traceback
 from threading import Event as _Event  # the real one: bound before lwp.monkey runs
 
 from . import preempt
+from .lwp import KernelThread
 
 log = logging.getLogger("lwp.monitor")
 
@@ -100,7 +100,7 @@ class Monitor:
         # only, read as a hint by LWPs (LWP._spin_for_completions).
         self.hog = False
         self._hog_seen = None  # when a hog was last seen
-        self._thread = threading.Thread(target=self._run, name=f"{sched.name}-monitor", daemon=True)
+        self._thread = KernelThread(target=self._run, name=f"{sched.name}-monitor", daemon=True)
 
     def start(self):
         self._thread.start()
