@@ -31,7 +31,7 @@ __all__ = ["Queue", "LifoQueue", "PriorityQueue", "SimpleQueue", "Empty", "Full"
 
 
 def _deadline(block, timeout):
-    if not block or timeout is None:
+    if not block:
         return None
     if timeout < 0:
         raise ValueError("'timeout' must be a non-negative number")
@@ -55,36 +55,49 @@ class Queue(_stdlib.Queue):
     def __repr__(self):
         return f"<lwp.{type(self).__name__} size={self.qsize()} maxsize={self.maxsize}>"
 
+    # put and get take the mutex with acquire/try/finally rather than `with`:
+    # half the cost, on the hot path of every hand-off.
+
     def put(self, item, block=True, timeout=None):
         """Put ``item``, waiting for room if the queue is full (see :meth:`queue.Queue.put`)."""
-        deadline = _deadline(block, timeout)
+        deadline = None if timeout is None else _deadline(block, timeout)
+        mutex = self.mutex
         while True:
-            with self.mutex:
+            mutex.acquire()
+            try:
                 if self.maxsize <= 0 or self._qsize() < self.maxsize:
                     self._put(item)
                     self.unfinished_tasks += 1
-                    _hand_off(self._getters)
+                    if self._getters:
+                        _hand_off(self._getters)
                     return
                 if not block:
                     raise Full
                 w = waiter()
                 self._putters.append(w)
+            finally:
+                mutex.release()
             if not self._wait(w, self._putters, deadline):
                 raise Full
 
     def get(self, block=True, timeout=None):
         """Remove and return an item, waiting if the queue is empty (see :meth:`queue.Queue.get`)."""
-        deadline = _deadline(block, timeout)
+        deadline = None if timeout is None else _deadline(block, timeout)
+        mutex = self.mutex
         while True:
-            with self.mutex:
+            mutex.acquire()
+            try:
                 if self._qsize():
                     item = self._get()
-                    _hand_off(self._putters)
+                    if self._putters:
+                        _hand_off(self._putters)
                     return item
                 if not block:
                     raise Empty
                 w = waiter()
                 self._getters.append(w)
+            finally:
+                mutex.release()
             if not self._wait(w, self._getters, deadline):
                 raise Empty
 

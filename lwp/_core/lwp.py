@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from _thread import allocate_lock
+from time import monotonic as _monotonic
 from collections import deque
 
 import greenlet
@@ -64,6 +65,7 @@ class LWP:
         self._calls = deque()
         self._newq = deque()
         self._sleeping = False
+        self._shuffle = sched._rng is not None  # seeded random mode: the hub picks, always
         self._runq = deque()
         self._timers = []
         self._timers_cancelled = 0
@@ -157,18 +159,19 @@ class LWP:
         start the next new thread, the switch goes straight there: one greenlet
         switch instead of two, and no pass through the loop.
         """
-        if not (self._inbox or self._calls or self.ticks % _FAIRNESS_TICKS == 0
-                or self.sched._rng is not None
-                or (self._timers and self._timers[0].when <= time.monotonic())):
+        if not (self._inbox or self._calls or self._shuffle
+                or self.ticks % _FAIRNESS_TICKS == 0
+                or (self._timers and self._timers[0].when <= _monotonic())):
             runq = self._runq
-            if runq and not self._newq:
-                t = runq.popleft()
-                self.ticks += 1
-                self.current = t
-                t._state = RUNNING  # benign unlocked write: wakers only act on PARKED
-                t._glet.switch()
-                return
-            if self._newq and not runq and self._spare:
+            if runq:
+                if not self._newq:
+                    t = runq.popleft()
+                    self.ticks += 1
+                    self.current = t
+                    t._state = RUNNING  # benign unlocked write: wakers only act on _waiting
+                    t._glet.switch()
+                    return
+            elif self._newq and self._spare:
                 # Only a spare: greenlet gives a new greenlet the recursion
                 # depth of whoever first switches to it, so new greenlets are
                 # made by the hub, at its shallow depth, never from a thread.
@@ -213,7 +216,7 @@ class LWP:
             if self._newq and (not runq or self.ticks & 1):
                 self._start_next()  # new and woken threads take turns
             elif runq:
-                if self.sched._rng is not None:
+                if self._shuffle:
                     runq.rotate(-self.sched._rng.randrange(len(runq)))
                 self._resume(runq.popleft())
             elif self._finished():
@@ -238,7 +241,7 @@ class LWP:
     def _resume(self, t):
         self.ticks += 1
         self.current = t
-        t._state = RUNNING  # benign unlocked write: wakers only act on PARKED
+        t._state = RUNNING  # benign unlocked write: wakers only act on _waiting
         t._glet.switch()
         self.current = None
 

@@ -27,10 +27,13 @@ so the same primitives work between green threads and OS threads.
 # Names are bound at import, before lwp.monkey can replace them: lwp's own
 # machinery must keep the real kernel-level primitives.
 from _thread import _local, allocate_lock
+from _thread import get_ident as _get_ident
 from select import POLLIN, POLLOUT, poll
 from time import sleep as _os_sleep
 
 from .thread import DONE, PARKED, RUNNABLE
+
+_new_object = object.__new__
 
 TIMED_OUT = type("TimedOut", (), {"__repr__": lambda self: "TIMED_OUT", "__slots__": ()})()
 """Returned by ``wait`` when its timeout passed before any wake-up."""
@@ -52,56 +55,76 @@ def current():
 def waiter():
     """A one-shot waiter for the calling thread (green or OS), see the module doc."""
     lwp = getattr(_tls, "lwp", None)
-    if lwp is not None and lwp.current is not None:
-        return GreenWaiter(lwp.current)
+    if lwp is not None:
+        t = lwp.current
+        if t is not None:
+            w = _new_object(GreenWaiter)  # no __init__ call: this is the hot path
+            w.thread = t
+            w.outcome = None
+            return w
     return OSWaiter()
 
 
 class GreenWaiter:
-    """Waiter of a green thread.  ``wake`` may be called from any kernel thread."""
+    """Waiter of a green thread (made by :func:`waiter`).  ``wake`` may be called
+    from any kernel thread.
 
-    __slots__ = ("thread", "seq")
+    The waiter itself holds the outcome, so a waiter is independent of any other
+    park of its thread: a stale wake-up can only settle its own, finished waiter.
+    ``outcome`` and the thread's ``_waiting``/``_state`` are written under the
+    owning LWP's lock; ``t._waiting is w`` means the thread is parked on ``w``
+    and ``w.outcome`` is None.  The outcome is read without the lock once the
+    thread runs again: whoever settled it did so under the lock before queueing
+    the thread, and the LWP took that lock before resuming it.
+    """
+
+    __slots__ = ("thread", "outcome")  # outcome: None, then (value, exc) for good
     late = None  # see OSWaiter.late: a green thread never misses a delivered wake-up
-
-    def __init__(self, thread):
-        self.thread = thread
-        self.seq = thread._park_seq
 
     def wake(self, value=None, exc=None):
         t = self.thread
         lwp = t._lwp  # fixed: the thread has started
-        with lwp._lock:
-            if t._park_seq != self.seq or t._wake is not None or t._state is DONE:
+        lock = lwp._lock
+        lock.acquire()
+        try:
+            if self.outcome is not None or t._state is DONE:
                 return False
-            t._wake = (value, exc)
-            if t._state is PARKED:
-                lwp._make_runnable(t)
+            self.outcome = (value, exc)
+            if t._waiting is self:
+                t._waiting = None
+                if _get_ident() == lwp.ident:  # the common, local case, inlined
+                    t._state = RUNNABLE
+                    lwp._runq.append(t)
+                else:
+                    lwp._make_runnable(t)
             return True
+        finally:
+            lock.release()
 
     def wait(self, timeout=None):
         t = self.thread
-        if t._park_seq != self.seq:
-            raise RuntimeError("a waiter must be waited on before its thread waits on anything "
-                               "else: this one's thread has parked since it was made")
         lwp = t._lwp
         timer = None if timeout is None else lwp.call_later(timeout, self.wake, TIMED_OUT)
         parking = False
-        with lwp._lock:
-            if t._wake is None:
+        lock = lwp._lock
+        lock.acquire()
+        try:
+            if self.outcome is None:
                 exc = t._pending_exc
                 if exc is None:
-                    t._state = parking = PARKED
+                    t._state = PARKED
+                    t._waiting = self
+                    parking = True
                 else:
                     t._pending_exc = None
-                    t._wake = (None, exc)
-        # Decided under the lock: once PARKED is published a waker may queue the
+                    self.outcome = (None, exc)
+        finally:
+            lock.release()
+        # Decided under the lock: once _waiting is published a waker may queue the
         # thread at once, so it must park even if it is already runnable again.
         if parking:
             lwp.park_current()
-        with lwp._lock:
-            value, exc = t._wake
-            t._wake = None
-            t._park_seq += 1
+        value, exc = self.outcome
         if timer is not None:
             timer.cancel()
         if exc is not None:

@@ -41,8 +41,7 @@ class GreenThread:
         "_lwp",          # owning LWP; changes only while NEW (stealing), under both locks
         "_glet",         # greenlet, set by the owning LWP when it first runs the thread
         "_state",        # owner lock
-        "_wake",         # owner lock: (value, exc) delivered to the current park, or None
-        "_park_seq",     # owner lock: bumped at every resume, so stale wake-ups miss
+        "_waiting",      # owner lock: the GreenWaiter it is parked on, or None
         "_pending_exc",  # owner lock: exception to raise at the next scheduling point
         "_result", "_exc",         # final once DONE
         "_joiners",      # owner lock: waiters and done-callbacks, None once DONE
@@ -64,8 +63,7 @@ class GreenThread:
         self._lwp = None
         self._glet = None
         self._state = NEW
-        self._wake = None
-        self._park_seq = 0
+        self._waiting = None
         self._pending_exc = None
         self._result = None
         self._exc = None
@@ -210,8 +208,10 @@ class GreenThread:
         with owner_locked(self) as lwp:
             if self._state is DONE:
                 return False
-            if self._state is PARKED and self._wake is None:
-                self._wake = (None, exc)
+            w = self._waiting
+            if w is not None:  # parked, not woken yet: wake it with exc
+                self._waiting = None
+                w.outcome = (None, exc)
                 lwp._make_runnable(self)
             else:
                 self._pending_exc = exc
