@@ -230,7 +230,7 @@ class Scheduler:
 
     def spawn(self, fn, args=(), kwargs=None, *, name=None, bound=False):
         """Create a green thread and queue it; see :func:`lwp.spawn`."""
-        t = GreenThread(fn, args, kwargs or {}, name, bound)
+        t = GreenThread(fn, args, kwargs or None, name, bound)
         if self._closing:
             raise RuntimeError("the scheduler is shutting down; no new threads")
         if bound:
