@@ -10,7 +10,9 @@ Ownership (who may touch what):
 * owner only (the LWP's own kernel thread, no lock): ``_runq``, ``_timers``,
   ``_poller``, ``_spare``, ``_live``, ``current`` and the counters;
 * under ``_lock``, from any kernel thread: ``_inbox`` (threads woken from other
-  kernel threads), ``_calls`` (callbacks posted from other kernel threads),
+  kernel threads), ``_calls`` (callbacks posted from other kernel threads; the
+  owner may also append without the lock, as ``park.wake_or_defer`` does when
+  the lock is busy: appends are atomic and only the owner swaps the deque out),
   ``_newq`` (threads not started yet; other LWPs steal from it), ``_sleeping``,
   and the wake-up fields of every thread this LWP owns.
 """

@@ -28,6 +28,7 @@ so the same primitives work between green threads and OS threads.
 # machinery must keep the real kernel-level primitives.
 from _thread import _local, allocate_lock
 from _thread import get_ident as _get_ident
+from _thread import start_new_thread as _start_new_thread
 from select import POLLIN, POLLOUT, poll
 from time import sleep as _os_sleep
 
@@ -81,11 +82,17 @@ class GreenWaiter:
     __slots__ = ("thread", "outcome")  # outcome: None, then (value, exc) for good
     late = None  # see OSWaiter.late: a green thread never misses a delivered wake-up
 
-    def wake(self, value=None, exc=None):
+    def wake(self, value=None, exc=None, timeout=-1):
+        """Settle the outcome and queue the thread; see the module doc.
+
+        Waits at most ``timeout`` seconds (-1: no limit) for the owning LWP's
+        lock and returns None if it could not have it (see :func:`wake_or_defer`).
+        """
         t = self.thread
         lwp = t._lwp  # fixed: the thread has started
         lock = lwp._lock
-        lock.acquire()
+        if not lock.acquire(True, timeout):
+            return None
         try:
             if self.outcome is not None or t._state is DONE:
                 return False
@@ -144,7 +151,8 @@ class OSWaiter:
         self._outcome = None
         self.late = None  # outcome of a wake-up that raced with an interrupting signal
 
-    def wake(self, value=None, exc=None):
+    def wake(self, value=None, exc=None, timeout=-1):
+        """Settle the outcome and let ``wait`` return; never waits for a lock."""
         if not self._claim.acquire(False):
             return False
         self._outcome = (value, exc)
@@ -167,6 +175,39 @@ class OSWaiter:
         if exc is not None:
             raise exc
         return value
+
+
+def wake_or_defer(w, value, on_miss):
+    """``w.wake(value)`` without waiting for a lock the calling kernel thread may hold.
+
+    For code the garbage collector may run (a ``__del__`` or a weakref
+    callback), which can interrupt lwp itself inside a critical section under
+    an LWP's lock: ``w.wake`` would wait for that lock forever.  Returns True
+    or False as ``w.wake`` does, or None if the lock was busy: the wake-up is
+    then done soon, outside any critical section, by the calling LWP's hub (or,
+    from a plain OS thread, by a short-lived helper kernel thread), which calls
+    ``on_miss()`` if it did not count.
+    """
+    here = getattr(_tls, "lwp", None)
+    woke = w.wake(value, None, 0 if here is not None else _OS_THREAD_PATIENCE)
+    if woke is None:
+        if here is not None:
+            # Lock-free append by the owner: see the ownership notes of lwp.py.
+            here._calls.append((_deferred_wake, (w, value, on_miss)))
+        else:
+            _start_new_thread(_deferred_wake, (w, value, on_miss))
+    return woke
+
+
+# A plain OS thread has no hub to defer to: it waits this long for the lock
+# (another kernel thread holds it for microseconds) before deciding that it
+# interrupted its holder and handing the wake-up to a helper thread.
+_OS_THREAD_PATIENCE = 0.005
+
+
+def _deferred_wake(w, value, on_miss):
+    if not w.wake(value):
+        on_miss()
 
 
 def checkpoint():
