@@ -35,6 +35,16 @@ _SPARE_GREENLETS = 256  # finished greenlets kept for reuse by new threads
 _FAIRNESS_TICKS = 61    # every this many switches, poll I/O even if threads are runnable
 
 
+def _worker_entry():
+    """The ``run`` of every worker greenlet: :meth:`LWP._worker` of this LWP.
+
+    A plain function, not the bound method: greenlet would call a bound method
+    through one more C frame, which it copies off the stack at every park
+    (~150 B per parked thread).
+    """
+    park._tls.lwp._worker()
+
+
 class Timer:
     """A callback the LWP runs at a given ``time.monotonic()`` (owner only)."""
 
@@ -271,7 +281,7 @@ class LWP:
             if g.gr_context is not None:
                 g.gr_context = None
         else:
-            g = greenlet.greenlet(self._worker, self.hub)
+            g = greenlet.greenlet(_worker_entry, self.hub)
         t._glet = g
         self._live[t] = None
         self.threads_run += 1
