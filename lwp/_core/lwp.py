@@ -205,6 +205,9 @@ class LWP:
         try:
             self._loop()
         finally:
+            # No longer an LWP: from here on a deferred wake-up (park.wake_or_defer)
+            # must not be left in _calls, which no loop will drain.
+            park._tls.lwp = None
             self._spare.clear()  # kills the recycled greenlets on their own thread
             if self._completions is not None:
                 for hook in self._wake_hooks:
@@ -212,7 +215,6 @@ class LWP:
                 self._completions.close()
             self._poller.close()
             os.close(self._wakefd)
-            park._tls.lwp = None
             self.sched._lwp_stopped(self)
 
     def _loop(self):
