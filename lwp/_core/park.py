@@ -91,7 +91,9 @@ class GreenWaiter:
         t = self.thread
         lwp = t._lwp  # fixed: the thread has started
         lock = lwp._lock
-        if not lock.acquire(True, timeout):
+        if timeout < 0:
+            lock.acquire()  # the hot path: no arguments to parse
+        elif not lock.acquire(True, timeout):
             return None
         try:
             if self.outcome is not None or t._state is DONE:
