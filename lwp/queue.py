@@ -187,10 +187,10 @@ class SimpleQueue:
     def _wake_getter(self):
         """Wake the first getter still waiting, if any, without waiting for a lock."""
         getters = self._getters
-        while getters:
+        while True:
             try:
-                w = getters.popleft()
-            except IndexError:  # another put took the last one meanwhile
+                w = getters.popleft()  # not `if getters:`, see get()
+            except IndexError:
                 return
             if wake_or_defer(w, True, self._wake_getter) is not False:
                 return  # woken, or deferred: the deferred wake-up moves on if it misses
@@ -207,9 +207,17 @@ class SimpleQueue:
                     raise Empty from None
             w = waiter()
             self._getters.append(w)
-            if items:  # put() appends, then looks for a getter: look again now that w is published
+            # put() appends its item, then takes a getter: take an item again now
+            # that w is published, so that one side or the other sees the other's
+            # append.  Both sides use operations that lock the deque (popleft, not
+            # a length check): in free-threaded CPython those are the ordered ones.
+            try:
+                item = items.popleft()
+            except IndexError:
+                pass
+            else:
                 self._withdraw(w)
-                continue
+                return item
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 got = w.wait(remaining)
