@@ -617,6 +617,56 @@ def test_stress_queue_every_item_exactly_once(lwps, seed):
 
 @pytest.mark.stress
 @pytest.mark.parametrize("lwps,seed", STRESS)
+def test_stress_simple_queue_every_item_exactly_once(lwps, seed):
+    """SimpleQueue's lock-free put against getters that wait, time out and
+    retry: 2,000 green producers and a plain OS thread putting, 2,000 green
+    consumers (half of them with 1 ms timeouts); every item exactly once."""
+    producers = consumers = 2_000
+    per = 2
+    os_items = 500
+
+    def main():
+        q = lwp.SimpleQueue()
+        got = []
+
+        def produce(p):
+            for i in range(per):
+                q.put((p, i))
+                if i % 2:
+                    lwp.sleep(0)
+
+        def consume(impatient):
+            mine = []
+            while len(mine) < per:
+                try:
+                    mine.append(q.get(timeout=0.001 if impatient else 60))
+                except stdlib_queue.Empty:
+                    assert impatient
+            got.extend(mine)
+
+        extra = consumers // 4  # the OS thread's items go to these
+        ts = [lwp.spawn(consume, c % 2 == 1) for c in range(consumers + extra)]
+        ts += [lwp.spawn(produce, p) for p in range(producers)]
+        os_thread = threading.Thread(
+            target=lambda: [q.put((-1, i)) for i in range(os_items)])
+        os_thread.start()
+        # extra consumers take per items each: leave what they will not take
+        for i in range(os_items, extra * per):
+            q.put((-2, i))
+        _join_all(ts)
+        os_thread.join(60)
+        return got, q.qsize()
+
+    got, left = run(main, lwps=lwps, seed=seed)
+    extra = consumers // 4
+    expected = sorted([(p, i) for p in range(producers) for i in range(per)]
+                      + [(-1, i) for i in range(os_items)]
+                      + [(-2, i) for i in range(os_items, extra * per)])
+    assert left == 0 and sorted(got) == expected
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("lwps,seed", STRESS)
 def test_stress_queue_with_timeouts_and_cancellation(lwps, seed):
     """Consumers that time out and consumers that are cancelled, among others
     that keep going: items are delivered once, or left in the queue."""
