@@ -111,3 +111,16 @@ def test_tail_case_keeps_mean_and_p99() -> None:
     assert reduce(tail_case, values) == {"samples": [2.0], "p99": 1.0}
     assert percentile(values, 1.0) == 101.0
     assert reduce(all_cases()["spawn_join"], 3) == {"samples": [3.0], "p99": None}
+
+
+def test_parked_million_command_reports_every_phase() -> None:
+    """The opt-in million-thread run (here with 300): RSS and the four phase times."""
+    proc = subprocess.run([sys.executable, "-m", "lwp.bench.cases_memory", "--n", "300", "--lwps", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("300 threads parked on one Event: RSS grew ")
+    for phase in ("spawn", "all parked after", "Event.set", "join all"):
+        assert phase in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "lwp.bench.cases_memory", "--n", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--n must be at least 1" in bad.stderr

@@ -121,14 +121,20 @@ def test_cross_lwp_wakeups_racing_with_park():
         sys.setswitchinterval(old)
 
 
-def test_waiter_used_after_another_park_raises():
-    """Parking elsewhere between waiter() and wait() once stole the wake-up: now an error."""
+def test_waiter_survives_another_park_of_its_thread():
+    """A waiter holds its own outcome: its thread may park elsewhere in between
+    (once an error), and a wake-up that came meanwhile is neither lost nor
+    delivered to that other park."""
     def main():
         w = park.waiter()
-        lwp.sleep(0.001)  # parks on a waiter of its own
-        try:
-            w.wait(1)
-        except RuntimeError as e:
-            return str(e)
+        waker = lwp.spawn(w.wake, "for w")  # runs while main sleeps below
+        assert lwp.sleep(0.01) is None       # not woken by w's wake-up
+        assert waker.join(5) is True         # that wake-up counted...
+        assert w.wait(5) == "for w"          # ...and is kept for w
+        assert w.wake("again") is False
+        late = park.waiter()
+        lwp.sleep(0.001)
+        assert late.wait(0.01) is park.TIMED_OUT  # one never woken still times out
+        return "ok"
 
-    assert "waited on before" in lwp.run(main, lwps=1)
+    assert lwp.run(main, lwps=1) == "ok"

@@ -50,7 +50,7 @@ def test_exceptions_are_the_stdlib_ones():
 @pytest.mark.parametrize("cls", QUEUES)
 def test_order_size_and_nowait(cls):
     q = cls()
-    assert q.empty() and q.qsize() == 0 and not q.full()
+    assert q.empty() and q.qsize() == 0 and (cls is lwp.SimpleQueue or not q.full())
     for x in (3, 1):
         q.put(x)
     q.put_nowait(2)
@@ -117,7 +117,13 @@ def test_negative_timeout_raises_like_stdlib(cls):
     assert q.get(block=False, timeout=-1) == 1  # not checked when not blocking
 
 
-@pytest.mark.parametrize("cls", QUEUES)
+def test_simple_queue_has_the_stdlib_api():
+    public = {name for name in dir(stdlib_queue.SimpleQueue) if not name.startswith("_")}
+    assert public == {name for name in dir(lwp.SimpleQueue) if not name.startswith("_")}
+    assert lwp.SimpleQueue[int].__origin__ is lwp.SimpleQueue
+
+
+@pytest.mark.parametrize("cls", QUEUES[:-1])
 def test_task_done_and_join(cls):
     def main():
         q = cls()
@@ -485,32 +491,82 @@ def test_os_waiter_interrupted_by_signal_passes_its_wakeup_on(kind):
     assert result == (["x"] if kind == "get" else ["put"])
 
 
-@pytest.mark.xfail(strict=True, reason="open bug (not fixed): SimpleQueue.put is not reentrant, "
-                   "unlike queue.SimpleQueue's: a put() run by the garbage collector (a __del__ or "
-                   "weakref callback, e.g. logging's QueueHandler) while the same kernel thread is "
-                   "inside get()/put() of that queue deadlocks on the queue's mutex (seen with "
-                   "get() allocating its waiter); the wake-up path also takes the LWP's lock")
-def test_simple_queue_put_is_reentrant():
-    # Deterministic stand-in for the collector running a __del__ inside get():
-    # the _qsize hook, called in get()'s critical section, puts.  In a child
-    # process: the deadlock would hang this one.
-    code = textwrap.dedent("""
-        import lwp
-        class Q(lwp.SimpleQueue):
-            reenter = True
-            def _qsize(self):
-                if self.reenter:
-                    self.reenter = False
-                    self.put("from __del__")
-                return super()._qsize()
-        print(Q().get(timeout=5))
+@pytest.mark.parametrize("where", ["green", "os"])
+def test_simple_queue_put_is_reentrant(where):
+    """A put() run by the garbage collector (a __del__ of cyclic garbage) inside
+    get() of the same queue, in the same thread, as queue.SimpleQueue allows.
+
+    Collecting at every allocation makes the collector run inside get(), where
+    it allocates its waiter (once inside the queue's mutex: a deadlock).  In a
+    child process: a deadlock would hang this one.
+    """
+    code = textwrap.dedent(f"""
+        import gc, lwp
+        q = lwp.SimpleQueue()
+        class Circular:
+            def __init__(self):
+                self.me = self
+            def __del__(self):
+                q.put("from __del__")
+        def main():
+            gc.collect()
+            gc.set_threshold(1)
+            got = []
+            for _ in range(500):
+                Circular()
+                got.append(q.get(timeout=5))
+            gc.set_threshold(700)
+            return got.count("from __del__"), q.qsize()
+        print(*(main() if {where!r} == "os" else lwp.run(main, lwps=1)))
     """)
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=5)
+                              timeout=60)
     except subprocess.TimeoutExpired:
         pytest.fail("deadlocked")
-    assert proc.stdout.strip() == "from __del__", proc.stderr
+    assert proc.stdout.split() == ["500", "0"], proc.stderr
+
+
+@pytest.mark.parametrize("putter", ["green", "os"])
+def test_simple_queue_put_reentrant_inside_a_wake_up(putter):
+    """A put() run by the collector while its kernel thread holds the getter's
+    LWP lock (inside a wake-up of another getter, say) must not wait for that
+    lock: the wake-up is deferred (to the putter's hub, or from an OS thread to
+    a helper thread), and it is neither lost nor delivered twice.
+
+    Holding the lock around put() is the deterministic stand-in for the
+    collector interrupting that critical section.  In a child process: a
+    deadlock would hang this one.
+    """
+    code = textwrap.dedent(f"""
+        import lwp, time
+        q = lwp.SimpleQueue()
+        def put_holding(getter):
+            lock = getter._lwp._lock
+            with lock:
+                q.put("x")
+            q.put("y")
+        def main():
+            getters = [lwp.spawn(q.get, timeout=10) for _ in range(2)]
+            lwp.sleep(0.05)
+            put_holding(getters[0])
+            return sorted(t.join(10) for t in getters), q.qsize()
+        if {putter!r} == "green":
+            print(*lwp.run(main, lwps=1))
+        else:
+            sched = lwp.Scheduler(lwps=1)
+            getters = [sched.spawn(q.get, (True, 10)) for _ in range(2)]
+            time.sleep(0.05)
+            put_holding(getters[0])
+            print(sorted(t.join(10) for t in getters), q.qsize())
+            sched.shutdown()
+    """)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("deadlocked")
+    assert proc.stdout.split() == ["['x',", "'y']", "0"], proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -557,6 +613,56 @@ def test_stress_queue_every_item_exactly_once(lwps, seed):
     got, left = run(main, lwps=lwps, seed=seed)
     assert left == 0 and len(got) == producers * per
     assert sorted(got) == [(p, i) for p in range(producers) for i in range(per)]
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("lwps,seed", STRESS)
+def test_stress_simple_queue_every_item_exactly_once(lwps, seed):
+    """SimpleQueue's lock-free put against getters that wait, time out and
+    retry: 2,000 green producers and a plain OS thread putting, 2,000 green
+    consumers (half of them with 1 ms timeouts); every item exactly once."""
+    producers = consumers = 2_000
+    per = 2
+    os_items = 500
+
+    def main():
+        q = lwp.SimpleQueue()
+        got = []
+
+        def produce(p):
+            for i in range(per):
+                q.put((p, i))
+                if i % 2:
+                    lwp.sleep(0)
+
+        def consume(impatient):
+            mine = []
+            while len(mine) < per:
+                try:
+                    mine.append(q.get(timeout=0.001 if impatient else 60))
+                except stdlib_queue.Empty:
+                    assert impatient
+            got.extend(mine)
+
+        extra = consumers // 4  # the OS thread's items go to these
+        ts = [lwp.spawn(consume, c % 2 == 1) for c in range(consumers + extra)]
+        ts += [lwp.spawn(produce, p) for p in range(producers)]
+        os_thread = threading.Thread(
+            target=lambda: [q.put((-1, i)) for i in range(os_items)])
+        os_thread.start()
+        # extra consumers take per items each: leave what they will not take
+        for i in range(os_items, extra * per):
+            q.put((-2, i))
+        _join_all(ts)
+        os_thread.join(60)
+        return got, q.qsize()
+
+    got, left = run(main, lwps=lwps, seed=seed)
+    extra = consumers // 4
+    expected = sorted([(p, i) for p in range(producers) for i in range(per)]
+                      + [(-1, i) for i in range(os_items)]
+                      + [(-2, i) for i in range(os_items, extra * per)])
+    assert left == 0 and sorted(got) == expected
 
 
 @pytest.mark.stress

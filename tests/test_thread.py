@@ -22,6 +22,32 @@ def test_join_returns_result_and_reraises():
     assert lwp.run(main) == 5
 
 
+def test_spawn_passes_every_shape_of_arguments():
+    """_run calls fn() / fn(a) / fn(*args) / fn(*args, **kwargs) by shape: each must
+    deliver exactly what was given."""
+    def main():
+        shapes = [((), {}), ((1,), {}), ((1, 2), {}), ((1, 2, 3), {}), ((), {"k": 4}),
+                  ((1,), {"k": 4}), ((None,), {})]
+        threads = [lwp.spawn(lambda *a, **kw: (a, kw), *args, **kwargs) for args, kwargs in shapes]
+        return [t.join(5) for t in threads] == shapes
+
+    assert lwp.run(main)
+
+
+def test_default_name_follows_ident_and_can_be_set():
+    def main():
+        t = lwp.spawn(lambda: None)
+        assert t.name == f"GreenThread-{t.ident}"
+        t.name = "renamed"
+        t.join(5)
+        assert t.name == "renamed" and "'renamed'" in repr(t)
+        named = lwp.spawn(lambda: None, name="given")
+        named.join(5)
+        return named.name
+
+    assert lwp.run(main) == "given"
+
+
 def test_states_done_and_repr():
     def main():
         ev = lwp.Event()

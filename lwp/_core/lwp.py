@@ -10,7 +10,9 @@ Ownership (who may touch what):
 * owner only (the LWP's own kernel thread, no lock): ``_runq``, ``_timers``,
   ``_poller``, ``_spare``, ``_live``, ``current`` and the counters;
 * under ``_lock``, from any kernel thread: ``_inbox`` (threads woken from other
-  kernel threads), ``_calls`` (callbacks posted from other kernel threads),
+  kernel threads), ``_calls`` (callbacks posted from other kernel threads; the
+  owner may also append without the lock, as ``park.wake_or_defer`` does when
+  the lock is busy: appends are atomic and only the owner swaps the deque out),
   ``_newq`` (threads not started yet; other LWPs steal from it), ``_sleeping``,
   and the wake-up fields of every thread this LWP owns.
 """
@@ -21,6 +23,7 @@ import threading
 import time
 from _thread import allocate_lock
 from _thread import get_ident as _kernel_ident
+from time import monotonic as _monotonic
 from collections import deque
 
 import greenlet
@@ -41,6 +44,16 @@ class KernelThread(threading.Thread):
 _SPARE_GREENLETS = 256  # finished greenlets kept for reuse by new threads
 _FAIRNESS_TICKS = 61    # every this many switches, poll I/O even if threads are runnable
 _SPIN_NS = 50_000       # next to a CPU hog, wait this long for native completions before sleeping
+
+
+def _worker_entry():
+    """The ``run`` of every worker greenlet: :meth:`LWP._worker` of this LWP.
+
+    A plain function, not the bound method: greenlet would call a bound method
+    through one more C frame, which it copies off the stack at every park
+    (~150 B per parked thread).
+    """
+    park._tls.lwp._worker()
 
 
 class Timer:
@@ -75,6 +88,7 @@ class LWP:
         self._calls = deque()
         self._newq = deque()
         self._sleeping = False
+        self._shuffle = sched._rng is not None  # seeded random mode: the hub picks, always
         self._runq = deque()
         self._timers = []
         self._timers_cancelled = 0
@@ -169,18 +183,19 @@ class LWP:
         start the next new thread, the switch goes straight there: one greenlet
         switch instead of two, and no pass through the loop.
         """
-        if not (self._inbox or self._calls or self.ticks % _FAIRNESS_TICKS == 0
-                or self.sched._rng is not None
-                or (self._timers and self._timers[0].when <= time.monotonic())):
+        if not (self._inbox or self._calls or self._shuffle
+                or self.ticks % _FAIRNESS_TICKS == 0
+                or (self._timers and self._timers[0].when <= _monotonic())):
             runq = self._runq
-            if runq and not self._newq:
-                t = runq.popleft()
-                self.ticks += 1
-                self.current = t
-                t._state = RUNNING  # benign unlocked write: wakers only act on PARKED
-                t._glet.switch()
-                return
-            if self._newq and not runq and self._spare:
+            if runq:
+                if not self._newq:
+                    t = runq.popleft()
+                    self.ticks += 1
+                    self.current = t
+                    t._state = RUNNING  # benign unlocked write: wakers only act on _waiting
+                    t._glet.switch()
+                    return
+            elif self._newq and self._spare:
                 # Only a spare: greenlet gives a new greenlet the recursion
                 # depth of whoever first switches to it, so new greenlets are
                 # made by the hub, at its shallow depth, never from a thread.
@@ -202,6 +217,9 @@ class LWP:
         try:
             self._loop()
         finally:
+            # No longer an LWP: from here on a deferred wake-up (park.wake_or_defer)
+            # must not be left in _calls, which no loop will drain.
+            park._tls.lwp = None
             self._spare.clear()  # kills the recycled greenlets on their own thread
             if self._completions is not None:
                 for hook in self._wake_hooks:
@@ -209,7 +227,6 @@ class LWP:
                 self._completions.close()
             self._poller.close()
             os.close(self._wakefd)
-            park._tls.lwp = None
             self.sched._lwp_stopped(self)
 
     def _loop(self):
@@ -224,7 +241,7 @@ class LWP:
             if self._newq and (not runq or self.ticks & 1):
                 self._start_next()  # new and woken threads take turns
             elif runq:
-                if self.sched._rng is not None:
+                if self._shuffle:
                     runq.rotate(-self.sched._rng.randrange(len(runq)))
                 self._resume(runq.popleft())
             elif self._finished():
@@ -249,7 +266,7 @@ class LWP:
     def _resume(self, t):
         self.ticks += 1
         self.current = t
-        t._state = RUNNING  # benign unlocked write: wakers only act on PARKED
+        t._state = RUNNING  # benign unlocked write: wakers only act on _waiting
         t._glet.switch()
         self.current = None
 
@@ -277,7 +294,7 @@ class LWP:
             if g.gr_context is not None:
                 g.gr_context = None
         else:
-            g = greenlet.greenlet(self._worker, self.hub)
+            g = greenlet.greenlet(_worker_entry, self.hub)
         t._glet = g
         self._live[t] = None
         self.threads_run += 1

@@ -27,10 +27,14 @@ so the same primitives work between green threads and OS threads.
 # Names are bound at import, before lwp.monkey can replace them: lwp's own
 # machinery must keep the real kernel-level primitives.
 from _thread import _local, allocate_lock
+from _thread import get_ident as _get_ident
+from _thread import start_new_thread as _start_new_thread
 from select import POLLIN, POLLOUT, poll
 from time import sleep as _os_sleep
 
 from .thread import DONE, PARKED, RUNNABLE
+
+_new_object = object.__new__
 
 TIMED_OUT = type("TimedOut", (), {"__repr__": lambda self: "TIMED_OUT", "__slots__": ()})()
 """Returned by ``wait`` when its timeout passed before any wake-up."""
@@ -52,56 +56,84 @@ def current():
 def waiter():
     """A one-shot waiter for the calling thread (green or OS), see the module doc."""
     lwp = getattr(_tls, "lwp", None)
-    if lwp is not None and lwp.current is not None:
-        return GreenWaiter(lwp.current)
+    if lwp is not None:
+        t = lwp.current
+        if t is not None:
+            w = _new_object(GreenWaiter)  # no __init__ call: this is the hot path
+            w.thread = t
+            w.outcome = None
+            return w
     return OSWaiter()
 
 
 class GreenWaiter:
-    """Waiter of a green thread.  ``wake`` may be called from any kernel thread."""
+    """Waiter of a green thread (made by :func:`waiter`).  ``wake`` may be called
+    from any kernel thread.
 
-    __slots__ = ("thread", "seq")
+    The waiter itself holds the outcome, so a waiter is independent of any other
+    park of its thread: a stale wake-up can only settle its own, finished waiter.
+    ``outcome`` and the thread's ``_waiting``/``_state`` are written under the
+    owning LWP's lock; ``t._waiting is w`` means the thread is parked on ``w``
+    and ``w.outcome`` is None.  The outcome is read without the lock once the
+    thread runs again: whoever settled it did so under the lock before queueing
+    the thread, and the LWP took that lock before resuming it.
+    """
+
+    __slots__ = ("thread", "outcome")  # outcome: None, then (value, exc) for good
     late = None  # see OSWaiter.late: a green thread never misses a delivered wake-up
 
-    def __init__(self, thread):
-        self.thread = thread
-        self.seq = thread._park_seq
+    def wake(self, value=None, exc=None, timeout=-1):
+        """Settle the outcome and queue the thread; see the module doc.
 
-    def wake(self, value=None, exc=None):
+        Waits at most ``timeout`` seconds (-1: no limit) for the owning LWP's
+        lock and returns None if it could not have it (see :func:`wake_or_defer`).
+        """
         t = self.thread
         lwp = t._lwp  # fixed: the thread has started
-        with lwp._lock:
-            if t._park_seq != self.seq or t._wake is not None or t._state is DONE:
+        lock = lwp._lock
+        if timeout < 0:
+            lock.acquire()  # the hot path: no arguments to parse
+        elif not lock.acquire(True, timeout):
+            return None
+        try:
+            if self.outcome is not None or t._state is DONE:
                 return False
-            t._wake = (value, exc)
-            if t._state is PARKED:
-                lwp._make_runnable(t)
+            self.outcome = (value, exc)
+            if t._waiting is self:
+                t._waiting = None
+                if _get_ident() == lwp.ident:  # the common, local case, inlined
+                    t._state = RUNNABLE
+                    lwp._runq.append(t)
+                else:
+                    lwp._make_runnable(t)
             return True
+        finally:
+            lock.release()
 
     def wait(self, timeout=None):
         t = self.thread
-        if t._park_seq != self.seq:
-            raise RuntimeError("a waiter must be waited on before its thread waits on anything "
-                               "else: this one's thread has parked since it was made")
         lwp = t._lwp
         timer = None if timeout is None else lwp.call_later(timeout, self.wake, TIMED_OUT)
         parking = False
-        with lwp._lock:
-            if t._wake is None:
+        lock = lwp._lock
+        lock.acquire()
+        try:
+            if self.outcome is None:
                 exc = t._pending_exc
                 if exc is None:
-                    t._state = parking = PARKED
+                    t._state = PARKED
+                    t._waiting = self
+                    parking = True
                 else:
                     t._pending_exc = None
-                    t._wake = (None, exc)
-        # Decided under the lock: once PARKED is published a waker may queue the
+                    self.outcome = (None, exc)
+        finally:
+            lock.release()
+        # Decided under the lock: once _waiting is published a waker may queue the
         # thread at once, so it must park even if it is already runnable again.
         if parking:
             lwp.park_current()
-        with lwp._lock:
-            value, exc = t._wake
-            t._wake = None
-            t._park_seq += 1
+        value, exc = self.outcome
         if timer is not None:
             timer.cancel()
         if exc is not None:
@@ -121,7 +153,8 @@ class OSWaiter:
         self._outcome = None
         self.late = None  # outcome of a wake-up that raced with an interrupting signal
 
-    def wake(self, value=None, exc=None):
+    def wake(self, value=None, exc=None, timeout=-1):
+        """Settle the outcome and let ``wait`` return; never waits for a lock."""
         if not self._claim.acquire(False):
             return False
         self._outcome = (value, exc)
@@ -144,6 +177,39 @@ class OSWaiter:
         if exc is not None:
             raise exc
         return value
+
+
+def wake_or_defer(w, value, on_miss):
+    """``w.wake(value)`` without waiting for a lock the calling kernel thread may hold.
+
+    For code the garbage collector may run (a ``__del__`` or a weakref
+    callback), which can interrupt lwp itself inside a critical section under
+    an LWP's lock: ``w.wake`` would wait for that lock forever.  Returns True
+    or False as ``w.wake`` does, or None if the lock was busy: the wake-up is
+    then done soon, outside any critical section, by the calling LWP's hub (or,
+    from a plain OS thread, by a short-lived helper kernel thread), which calls
+    ``on_miss()`` if it did not count.
+    """
+    here = getattr(_tls, "lwp", None)
+    woke = w.wake(value, None, 0 if here is not None else _OS_THREAD_PATIENCE)
+    if woke is None:
+        if here is not None:
+            # Lock-free append by the owner: see the ownership notes of lwp.py.
+            here._calls.append((_deferred_wake, (w, value, on_miss)))
+        else:
+            _start_new_thread(_deferred_wake, (w, value, on_miss))
+    return woke
+
+
+# A plain OS thread has no hub to defer to: it waits this long for the lock
+# (another kernel thread holds it for microseconds) before deciding that it
+# interrupted its holder and handing the wake-up to a helper thread.
+_OS_THREAD_PATIENCE = 0.005
+
+
+def _deferred_wake(w, value, on_miss):
+    if not w.wake(value):
+        on_miss()
 
 
 def checkpoint():

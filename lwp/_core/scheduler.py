@@ -58,7 +58,7 @@ Each LWP owns:
 ``_calls``  callbacks posted by other kernel threads.  Under ``_lock``.
 ``_newq``   threads not started yet.  Under ``_lock``; idle LWPs steal from it.
 
-A thread's wake-up state (``_state``, ``_wake``, ``_park_seq``,
+A thread's wake-up state (``_state``, ``_waiting`` and its waiter's ``outcome``,
 ``_pending_exc``, ``_joiners``) is guarded by the lock of its owning LWP.  Nothing
 relies on the GIL for atomicity, so the design holds on free-threaded CPython;
 no code path holds two LWP locks at once, so the locks cannot deadlock.
@@ -230,7 +230,7 @@ class Scheduler:
 
     def spawn(self, fn, args=(), kwargs=None, *, name=None, bound=False):
         """Create a green thread and queue it; see :func:`lwp.spawn`."""
-        t = GreenThread(fn, args, kwargs or {}, name, bound)
+        t = GreenThread(fn, args, kwargs or None, name, bound)
         if self._closing:
             raise RuntimeError("the scheduler is shutting down; no new threads")
         if bound:

@@ -37,15 +37,14 @@ class GreenThread:
     """
 
     __slots__ = (
-        "name", "ident", "_fn", "_args", "_kwargs", "_bound",
+        "_name", "ident", "_fn", "_args", "_kwargs", "_bound",
         "_lwp",          # owning LWP; changes only while NEW (stealing), under both locks
         "_glet",         # greenlet, set by the owning LWP when it first runs the thread
         "_state",        # owner lock
-        "_wake",         # owner lock: (value, exc) delivered to the current park, or None
-        "_park_seq",     # owner lock: bumped at every resume, so stale wake-ups miss
+        "_waiting",      # owner lock: the GreenWaiter it is parked on, or None
         "_pending_exc",  # owner lock: exception to raise at the next scheduling point
         "_result", "_exc",         # final once DONE
-        "_joiners",      # owner lock: waiters and done-callbacks, None once DONE
+        "_joiners",      # owner lock: waiters and done-callbacks; () for none yet, None once DONE
         "_retrieved",    # the exception was seen by join()/result()/exception()
         "_preempt_off",  # depth of `with lwp.no_preempt()` sections
         "__weakref__",
@@ -56,7 +55,7 @@ class GreenThread:
         if not callable(fn):
             raise TypeError(f"spawn() needs a callable, got {type(fn).__name__}")
         self.ident = next(_ids)
-        self.name = name if name is not None else f"GreenThread-{self.ident}"
+        self._name = name  # None: the default name, made when asked (a string per thread costs ~66 B)
         self._fn = fn
         self._args = args
         self._kwargs = kwargs
@@ -64,14 +63,22 @@ class GreenThread:
         self._lwp = None
         self._glet = None
         self._state = NEW
-        self._wake = None
-        self._park_seq = 0
+        self._waiting = None
         self._pending_exc = None
         self._result = None
         self._exc = None
-        self._joiners = []
+        self._joiners = ()  # a list once someone joins: most threads are never joined while running
         self._retrieved = False
         self._preempt_off = 0
+
+    @property
+    def name(self):
+        """The thread's name: the one given to :func:`lwp.spawn`, else ``GreenThread-<ident>``."""
+        return f"GreenThread-{self.ident}" if self._name is None else self._name
+
+    @name.setter
+    def name(self, value):
+        self._name = value
 
     def __repr__(self):
         where = f" on LWP-{self._lwp.index}" if self._lwp is not None else ""
@@ -88,7 +95,18 @@ class GreenThread:
         try:
             if self._pending_exc is not None:  # cancelled before it started
                 raise self._take_pending()
-            result = self._fn(*self._args, **self._kwargs)
+            fn, args = self._fn, self._args
+            # In CPython 3.11 and 3.12, fn(*args) is a C-level call that nests
+            # a new eval loop: a C frame greenlet copies off the stack each
+            # time the thread parks.  A plain call of a Python function is not.
+            if self._kwargs:
+                result = fn(*args, **self._kwargs)
+            elif not args:
+                result = fn()
+            elif len(args) == 1:
+                result = fn(args[0])
+            else:
+                result = fn(*args)
         except BaseException as e:  # noqa: B036 - every outcome is kept for join()
             if e.__traceback__ is not None:
                 e.__traceback__ = e.__traceback__.tb_next  # drop this frame: no cycle
@@ -145,9 +163,7 @@ class GreenThread:
             if getattr(w, "thread", None) is self:
                 raise RuntimeError("a green thread cannot join itself")
             lwp = lock_owner(self)
-            registered = self._joiners is not None
-            if registered:
-                self._joiners.append(w)
+            registered = self._add_joiner(w)
             lwp._lock.release()
             if registered:
                 try:
@@ -191,10 +207,19 @@ class GreenThread:
         exception it raises is reported through :func:`lwp.excepthook`.
         """
         with owner_locked(self):
-            if self._joiners is not None:
-                self._joiners.append(fn)
+            if self._add_joiner(fn):
                 return
         fn(self)
+
+    def _add_joiner(self, j):
+        """Register a waiter or callback for the end; False once DONE.  Owner lock held."""
+        if self._joiners is None:
+            return False
+        if self._joiners:
+            self._joiners.append(j)
+        else:
+            self._joiners = [j]
+        return True
 
     def cancel(self):
         """Ask the thread to stop: :class:`lwp.Cancelled` is raised inside it.
@@ -210,8 +235,10 @@ class GreenThread:
         with owner_locked(self) as lwp:
             if self._state is DONE:
                 return False
-            if self._state is PARKED and self._wake is None:
-                self._wake = (None, exc)
+            w = self._waiting
+            if w is not None:  # parked, not woken yet: wake it with exc
+                self._waiting = None
+                w.outcome = (None, exc)
                 lwp._make_runnable(self)
             else:
                 self._pending_exc = exc

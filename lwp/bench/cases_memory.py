@@ -37,8 +37,19 @@ parked_memory = Case(
 )
 
 
-def _park(n: int, make_event: Callable[[], Any], start: Starter, sleep: Callable[[float], Any]) -> float:
-    """The measurement for every thread-style library; ``sleep`` yields to it."""
+def _park(
+    n: int,
+    make_event: Callable[[], Any],
+    start: Starter,
+    sleep: Callable[[float], Any],
+    phases: dict[str, float] | None = None,
+) -> float:
+    """The measurement for every thread-style library; ``sleep`` yields to it.
+
+    If ``phases`` is given, it receives the RSS growth in bytes and the
+    seconds each phase took: starting the ``n`` threads, until all of them
+    parked, setting the Event, joining them all.
+    """
     event = make_event()
     parked: list[None] = []
 
@@ -48,15 +59,24 @@ def _park(n: int, make_event: Callable[[], Any], start: Starter, sleep: Callable
 
     gc.collect()
     before = rss_bytes()
+    t0 = time.perf_counter()
     joins = [start(waiter) for _ in range(n)]
+    t1 = time.perf_counter()
     while len(parked) < n:
         sleep(0.001)
+    t2 = time.perf_counter()
     sleep(_SETTLE_S)
     gc.collect()
     grown = rss_bytes() - before
+    t3 = time.perf_counter()
     event.set()
+    t4 = time.perf_counter()
     for join in joins:
         join()
+    t5 = time.perf_counter()
+    if phases is not None:
+        phases.update(rss_growth=grown, spawn_s=t1 - t0, park_s=t2 - t1, release_s=t4 - t3,
+                      join_s=t5 - t4)
     return grown / n
 
 
@@ -135,3 +155,39 @@ def _threading(n: int) -> float:
     import threading
 
     return _park(min(n, THREADING_CAP), threading.Event, kernel_thread, time.sleep)
+
+
+def parked_million(n: int = 1_000_000, lwps: int | None = None) -> dict[str, float]:
+    """``n`` lwp threads parked on one Event at once: RSS and the time of each phase.
+
+    Not a case of ``python -m lwp.bench`` (a million threads of every peer
+    would take gigabytes each); run it on its own with
+    ``python -m lwp.bench.cases_memory [--n N] [--lwps N]``.
+    """
+    import lwp
+
+    phases: dict[str, float] = {}
+    kwargs = {} if lwps is None else {"lwps": lwps}
+    per_thread = lwp.run(_park, n, lwp.Event, lwp_thread, lwp.sleep, phases, **kwargs)
+    return {"threads": n, "bytes_per_thread": per_thread, **phases}
+
+
+def _main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lwp.bench.cases_memory",
+                                     description=parked_million.__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="threads to park (default 1,000,000)")
+    parser.add_argument("--lwps", type=int, default=None, help="LWPs (default: lwp's default)")
+    args = parser.parse_args()
+    if args.n < 1:
+        parser.error("--n must be at least 1")
+    r = parked_million(args.n, args.lwps)
+    print(f"{r['threads']:,} threads parked on one Event: RSS grew {r['rss_growth'] / 2**30:.2f} GiB,"
+          f" {r['bytes_per_thread']:,.0f} B/thread\n"
+          f"  spawn {r['spawn_s']:.1f} s, all parked after {r['park_s']:.1f} s more,"
+          f" Event.set {r['release_s']:.2f} s, join all {r['join_s']:.1f} s")
+
+
+if __name__ == "__main__":
+    _main()
