@@ -386,7 +386,7 @@ class StreamServer:
             except BlockingIOError:
                 try:
                     park._wait_fd(lst.fileno(), False, None)
-                except OSError:
+                except (OSError, ValueError):  # ValueError: stop() closed it already (fd -1)
                     if self._stopping:
                         return None
                     raise

@@ -239,6 +239,43 @@ def test_emfile_backs_off_and_recovers(monkeypatch, caplog):
     assert "backing off" in caplog.text
 
 
+class _ClosedByStopListener(_FlakyListener):
+    """Wraps the listener; once armed, an accept finds nothing and stop() closes it right then."""
+
+    def __init__(self, real):
+        super().__init__(real, 0)
+        self.srv = None  # armed when set
+
+    def _accept(self):
+        if self.srv is not None and not self.srv._stopping:
+            with self.srv._lock:
+                self.srv._stopping = True  # stop() from another thread, in the window
+            self.real.close()
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        return self.real._accept()
+
+
+def test_stop_closing_the_listener_between_accept_and_wait(monkeypatch):
+    """The dispatcher that gets EAGAIN just before stop() closes the listener waits on
+    fd -1; it must end quietly (it died with ValueError, and stop() re-raised it)."""
+    make, made = server_mod._make_listener, []
+
+    def wrapped(*args, **kwargs):
+        made.append(_ClosedByStopListener(make(*args, **kwargs)))
+        return made[-1]
+
+    monkeypatch.setattr(server_mod, "_make_listener", wrapped)
+    srv = StreamServer(("127.0.0.1", 0), echo).start()
+    try:
+        c = client(srv.address)
+        assert roundtrip(c) == b"ping"
+        c.close()
+        made[0].srv = srv
+        client(srv.address).close()  # wakes the dispatcher into the armed accept
+    finally:
+        assert srv.stop(T) == 0
+
+
 def test_real_emfile_recovers():
     """Exhaust the descriptors for real; the server survives and serves afterwards."""
     import resource
