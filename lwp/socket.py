@@ -87,6 +87,13 @@ def _timed_out():
     return TimeoutError("timed out")
 
 
+def _spend():
+    """Charge a call that may not have waited to the thread's I/O budget (see ``_io``)."""
+    lwp = _current_lwp()
+    if lwp is not None and lwp.current is not None:
+        lwp.io_spend()
+
+
 class socket(_std_socket):
     """A :class:`socket.socket` whose waits park the green thread.
 
@@ -320,20 +327,25 @@ class socket(_std_socket):
 
     def sendall(self, data, flags=0):
         """Send all of ``data``; the timeout applies to the whole call."""
+        if type(data) is not bytes:
+            self._send_from(data, 0, flags)
+            return
+        try:
+            sent = _ss.send(self, data, flags)
+        except BlockingIOError:
+            if self._timeout == 0.0:
+                raise
+            sent = 0
+        if sent == len(data):  # the common case: the socket buffer took it all
+            _spend()
+            return
+        self._send_from(data, sent, flags)
+
+    def _send_from(self, data, sent, flags):
+        """The rest of :meth:`sendall`: send ``data`` from byte ``sent`` on."""
+        deadline = self._deadline()
         with memoryview(data) as view, view.cast("B") as bytes_view:
             total = len(bytes_view)
-            try:
-                sent = _ss.send(self, bytes_view, flags)
-            except BlockingIOError:
-                if self._timeout == 0.0:
-                    raise
-                sent = 0
-            if sent >= total:
-                lwp = _current_lwp()
-                if lwp is not None and lwp.current is not None:
-                    lwp.io_spend()
-                return
-            deadline = self._deadline()
             while sent < total:
                 try:
                     sent += _ss.send(self, bytes_view[sent:], flags)
@@ -341,6 +353,7 @@ class socket(_std_socket):
                     if self._timeout == 0.0:
                         raise
                     self._wait(True, deadline)
+        _spend()
 
     def sendto(self, data, flags_or_addr, addr=None):
         """``sendto(data, address)`` or ``sendto(data, flags, address)``."""
