@@ -87,13 +87,6 @@ def _timed_out():
     return TimeoutError("timed out")
 
 
-def _spend():
-    """Charge a call that may not have waited to the thread's I/O budget (see ``_io``)."""
-    lwp = _current_lwp()
-    if lwp is not None and lwp.current is not None:
-        lwp.io_spend()
-
-
 class socket(_std_socket):
     """A :class:`socket.socket` whose waits park the green thread.
 
@@ -180,23 +173,21 @@ class socket(_std_socket):
         """``method(self, *args)``, a C call on the non-blocking descriptor, retried
         after each wait until it stops raising BlockingIOError.
 
-        A call that succeeds without waiting is charged to the thread's I/O
-        budget (:meth:`lwp._core.lwp.LWP.io_spend`), so a connection whose peer
+        Each call is charged to the thread's I/O budget
+        (:meth:`lwp._core.lwp.LWP.io_spend`), so a connection whose peer
         always answers at once cannot starve the others.  The wait is inlined
         (the LWP's ``wait_fd`` called straight from here) to keep the stack of
         a parked thread short: see the recursion note in the module's tests.
         """
         lwp = _current_lwp()
         green = lwp is not None and lwp.current is not None
+        if green:
+            lwp.io_spend()  # before the call: a Cancelled raised there loses no data
         try:
-            result = method(self, *args)
+            return method(self, *args)
         except BlockingIOError:
             if self._timeout == 0.0:
                 raise
-        else:
-            if green:
-                lwp.io_spend()
-            return result
         timeout = self._timeout
         deadline = None if timeout is None else _monotonic() + timeout
         while True:
@@ -327,6 +318,9 @@ class socket(_std_socket):
 
     def sendall(self, data, flags=0):
         """Send all of ``data``; the timeout applies to the whole call."""
+        lwp = _current_lwp()
+        if lwp is not None and lwp.current is not None:
+            lwp.io_spend()  # see _io
         if type(data) is not bytes:
             self._send_from(data, 0, flags)
             return
@@ -336,10 +330,8 @@ class socket(_std_socket):
             if self._timeout == 0.0:
                 raise
             sent = 0
-        if sent == len(data):  # the common case: the socket buffer took it all
-            _spend()
-            return
-        self._send_from(data, sent, flags)
+        if sent < len(data):  # else the common case: the socket buffer took it all
+            self._send_from(data, sent, flags)
 
     def _send_from(self, data, sent, flags):
         """The rest of :meth:`sendall`: send ``data`` from byte ``sent`` on."""
@@ -353,7 +345,6 @@ class socket(_std_socket):
                     if self._timeout == 0.0:
                         raise
                     self._wait(True, deadline)
-        _spend()
 
     def sendto(self, data, flags_or_addr, addr=None):
         """``sendto(data, address)`` or ``sendto(data, flags, address)``."""

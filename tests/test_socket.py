@@ -512,6 +512,37 @@ def test_a_busy_connection_lets_a_waiting_one_run():
     assert lwp.run(main, lwps=1, monitor=False) < calls
 
 
+def test_cancelling_a_busy_reader_where_it_yields_loses_no_data():
+    """The budget's yield (see the previous test) is a scheduling point, where a
+    pending Cancelled is raised: it once came after a successful recv, whose
+    bytes were then lost."""
+    total = 5000
+
+    def main():
+        a, b = socket.socketpair()
+        with a, b:
+            b.sendall(b"x" * total)
+            got = []
+
+            def busy():
+                while True:
+                    got.append(a.recv(1))
+
+            reader = lwp.spawn(busy)
+            canceller = lwp.spawn(reader.cancel)  # runs when the reader first yields
+            canceller.join(5)
+            with pytest.raises(lwp.Cancelled):
+                reader.join(5)
+            assert 0 < len(got) < total
+            a.settimeout(0)
+            rest = b""
+            while len(got) + len(rest) < total:
+                rest += a.recv(total)  # BlockingIOError if a byte was lost
+            return len(got) + len(rest)
+
+    assert lwp.run(main, lwps=1, monitor=False) == total
+
+
 def test_close_on_another_kernel_thread_then_the_fd_number_reused():
     """The close of a socket a green thread waits on, by another kernel thread,
     reached the waiter's LWP later than the fd number's next use there: the new

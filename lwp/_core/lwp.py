@@ -182,14 +182,16 @@ class LWP:
         self.hub.switch()
 
     def io_spend(self):
-        """Count one I/O call of the running thread that did not wait (owner only).
+        """Count one I/O call of the running thread, before it is made (owner only).
 
         A thread whose socket calls keep succeeding never parks, and would keep
         every thread waiting for I/O on this LWP waiting: a client that answers
-        at once keeps its connection's handler busy.  After ``_IO_BUDGET``
-        such calls in one run, the LWP polls for I/O and, if any other thread
-        is runnable then, the caller goes to the back of the run queue (as in
-        Tokio's cooperative budget).
+        at once keeps its connection's handler busy.  The count starts again
+        whenever the thread parks; at the ``_IO_BUDGET``-th call of one run the
+        LWP polls for I/O and, if any other thread is runnable then, the caller
+        goes to the back of the run queue (as in Tokio's cooperative budget).
+        Raises a pending :class:`lwp.Cancelled` or :class:`lwp.Timeout` then,
+        as any scheduling point does.
         """
         if self.io_ticks != self.ticks:
             self.io_ticks = self.ticks
