@@ -408,6 +408,28 @@ def test_close_from_another_lwp_or_os_thread_wakes_the_reader():
     run1(main)
 
 
+def test_detach_wakes_the_reader_and_keeps_the_descriptor_open():
+    def main():
+        a, b = socket.socketpair()
+        fd = None
+        try:
+            t = lwp.spawn(a.recv, 1)
+            settle()
+            fd = a.detach()
+            with pytest.raises(OSError) as info:
+                t.join(5)
+            assert info.value.errno == errno.EBADF
+            b.send(b"x")
+            return os.read(fd, 1)
+        finally:
+            if fd is not None:
+                os.close(fd)
+            a.close()
+            b.close()
+
+    assert run1(main) == b"x"
+
+
 def test_close_wakes_a_parked_accept_on_another_lwp():
     def main():
         srv = socket.create_server(("127.0.0.1", 0))
