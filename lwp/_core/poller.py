@@ -185,13 +185,18 @@ class Poller:
 
     def _adopt(self, fd, stale):
         """Fresh state for ``fd``; waiters of a ``stale`` one (a closed file's) get EBADF."""
+        if stale is not None:
+            self._drop(fd, stale)
         with _table_lock:
             st = self._fds[fd] = _FdState(_gens.get(fd, 0))
             _watchers.setdefault(fd, {})[self] = None
-        if stale is not None:
-            for w in stale.waiters():
-                w.wake(exc=_closed_error())
         return st
+
+    def _drop(self, fd, st):
+        """Forget the state ``st`` of ``fd``, a closed file's: its waiters get EBADF."""
+        del self._fds[fd]
+        for w in st.waiters():
+            w.wake(exc=_closed_error())
 
     def _arm(self, fd, st):
         mask = select.EPOLLONESHOT
@@ -219,14 +224,12 @@ class Poller:
         st = self._fds.get(fd)
         if st is None or st.gen >= gen:
             return  # nothing here, or state for a newer file with the same number
-        del self._fds[fd]
         if still_open and st.registered:
             try:
                 self._ep.unregister(fd)
             except OSError:
                 pass
-        for w in st.waiters():
-            w.wake(exc=_closed_error())
+        self._drop(fd, st)
 
     def poll(self, timeout):
         """Wait up to ``timeout`` seconds (None: forever) and wake ready waiters.
@@ -249,7 +252,7 @@ class Poller:
             if st is None:
                 continue
             if st.gen != _gens.get(fd, 0):
-                self._adopt(fd, st)  # closed on another LWP, not forgotten here yet
+                self._drop(fd, st)  # closed on another LWP, not forgotten here yet
                 continue
             if ev & _READ and st.reader is not None:
                 st.reader = _wake_first(st.reader)
