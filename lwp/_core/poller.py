@@ -95,7 +95,7 @@ class _FdState:
 
 
 class Poller:
-    __slots__ = ("__weakref__", "owner", "_ep", "_wakefd", "_fds", "_nwaiting")
+    __slots__ = ("owner", "_ep", "_wakefd", "_fds", "_nwaiting")
 
     def __init__(self, wakefd, owner):
         self.owner = owner  # the LWP; other kernel threads reach us through it
