@@ -30,14 +30,18 @@ wait for readiness (:func:`lwp._core.park.wait_readable` /
 plain OS thread the waits block in ``poll(2)``, so these sockets work there
 too, with the standard blocking semantics.
 
-Limits: two green threads of the same LWP may not wait to read (or to write)
-the same socket at the same time (the second gets :class:`RuntimeError`); a
-socket handed to a C library that calls the descriptor directly sees a
-non-blocking descriptor; ``detach()`` leaves the descriptor non-blocking.
-``close`` wakes the threads parked in this object's methods; a thread parked
-on the same descriptor by other means (``lwp.os.read``, ``wait_readable``) is
-woken only if one of those methods has parked too (telling every LWP about
-every close would cost each close a cross-thread wake-up per LWP).
+Several green threads may wait on one socket at once, as kernel threads may
+block in ``recv`` on one socket: waiters for the same direction are woken one
+at a time, first come first served, and which thread gets which bytes is up
+to the order they run in.  ``close`` (and ``detach``) wake every thread
+parked on the descriptor, by these methods or by other means
+(``lwp.os.read``, ``wait_readable``), with an :class:`OSError` (``EBADF``).
+A thread whose calls keep succeeding without waiting lets the others run
+after a few dozen of them, so one busy connection cannot starve the rest.
+
+Limits: a socket handed to a C library that calls the descriptor directly
+sees a non-blocking descriptor; ``detach()`` leaves the descriptor
+non-blocking.
 """
 
 import errno as _errno
@@ -92,7 +96,7 @@ class socket(_std_socket):
     and applied to the cooperative waits.
     """
 
-    __slots__ = ("_timeout", "_parked")
+    __slots__ = ("_timeout",)
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         if fileno is None:
@@ -105,7 +109,6 @@ class socket(_std_socket):
             type |= _SOCK_NONBLOCK  # born non-blocking: no fcntl (Linux)
         super().__init__(family, type, proto, fileno)
         self._timeout = getdefaulttimeout()
-        self._parked = False  # set once a green thread has waited on it: see _real_close
         if fileno is not None or not _SOCK_NONBLOCK:
             _ss.settimeout(self, 0.0)
 
@@ -156,7 +159,6 @@ class socket(_std_socket):
                 raise _timed_out()
         lwp = _current_lwp()
         if lwp is not None and lwp.current is not None:
-            self._parked = True
             ready = lwp.wait_fd(fd, write, remaining)  # few frames: see _io
         else:
             ready = (_wait_writable if write else _wait_readable)(fd, remaining)
@@ -171,10 +173,16 @@ class socket(_std_socket):
         """``method(self, *args)``, a C call on the non-blocking descriptor, retried
         after each wait until it stops raising BlockingIOError.
 
-        The wait is inlined (the LWP's ``wait_fd`` called straight from here)
-        to keep the stack of a parked thread short: see the recursion note in
-        the module's tests.
+        Each call is charged to the thread's I/O budget
+        (:meth:`lwp._core.lwp.LWP.io_spend`), so a connection whose peer
+        always answers at once cannot starve the others.  The wait is inlined
+        (the LWP's ``wait_fd`` called straight from here) to keep the stack of
+        a parked thread short: see the recursion note in the module's tests.
         """
+        lwp = _current_lwp()
+        green = lwp is not None and lwp.current is not None
+        if green:
+            lwp.io_spend()  # before the call: a Cancelled raised there loses no data
         try:
             return method(self, *args)
         except BlockingIOError:
@@ -182,10 +190,6 @@ class socket(_std_socket):
                 raise
         timeout = self._timeout
         deadline = None if timeout is None else _monotonic() + timeout
-        lwp = _current_lwp()
-        green = lwp is not None and lwp.current is not None
-        if green:
-            self._parked = True
         while True:
             fd = _ss.fileno(self)
             if fd < 0:
@@ -314,17 +318,26 @@ class socket(_std_socket):
 
     def sendall(self, data, flags=0):
         """Send all of ``data``; the timeout applies to the whole call."""
+        lwp = _current_lwp()
+        if lwp is not None and lwp.current is not None:
+            lwp.io_spend()  # see _io
+        if type(data) is not bytes:
+            self._send_from(data, 0, flags)
+            return
+        try:
+            sent = _ss.send(self, data, flags)
+        except BlockingIOError:
+            if self._timeout == 0.0:
+                raise
+            sent = 0
+        if sent < len(data):  # else the common case: the socket buffer took it all
+            self._send_from(data, sent, flags)
+
+    def _send_from(self, data, sent, flags):
+        """The rest of :meth:`sendall`: send ``data`` from byte ``sent`` on."""
+        deadline = self._deadline()
         with memoryview(data) as view, view.cast("B") as bytes_view:
             total = len(bytes_view)
-            try:
-                sent = _ss.send(self, bytes_view, flags)
-            except BlockingIOError:
-                if self._timeout == 0.0:
-                    raise
-                sent = 0
-            if sent >= total:
-                return
-            deadline = self._deadline()
             while sent < total:
                 try:
                     sent += _ss.send(self, bytes_view[sent:], flags)
@@ -407,12 +420,19 @@ class socket(_std_socket):
 
     def _real_close(self, _ss=_ss):
         fd = _ss.fileno(self)
-        if fd >= 0 and self._parked:
-            # Threads parked on it wake with EBADF.  Skipped for a socket no green
-            # thread ever waited on: no LWP watches it, and telling every LWP
-            # costs a cross-thread wake-up each.
-            _fd_closing(fd)
+        if fd >= 0:
+            _fd_closing(fd)  # threads parked on it wake with EBADF
         _ss.close(self)
+
+    def detach(self):
+        """Like :meth:`socket.socket.detach`; threads parked on the socket wake with EBADF.
+
+        The descriptor stays non-blocking.
+        """
+        fd = _ss.fileno(self)
+        if fd >= 0:
+            _fd_closing(fd)  # its next owner may close it without telling lwp
+        return super().detach()
 
 
 SocketType = _std.SocketType  # the C base type, as in the standard module

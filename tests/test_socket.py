@@ -408,6 +408,28 @@ def test_close_from_another_lwp_or_os_thread_wakes_the_reader():
     run1(main)
 
 
+def test_detach_wakes_the_reader_and_keeps_the_descriptor_open():
+    def main():
+        a, b = socket.socketpair()
+        fd = None
+        try:
+            t = lwp.spawn(a.recv, 1)
+            settle()
+            fd = a.detach()
+            with pytest.raises(OSError) as info:
+                t.join(5)
+            assert info.value.errno == errno.EBADF
+            b.send(b"x")
+            return os.read(fd, 1)
+        finally:
+            if fd is not None:
+                os.close(fd)
+            a.close()
+            b.close()
+
+    assert run1(main) == b"x"
+
+
 def test_close_wakes_a_parked_accept_on_another_lwp():
     def main():
         srv = socket.create_server(("127.0.0.1", 0))
@@ -423,6 +445,169 @@ def test_close_wakes_a_parked_accept_on_another_lwp():
             srv.close()
 
     lwp.run(main, lwps=2)
+
+
+def test_two_readers_of_one_socket_are_served_first_come_first_served():
+    """Two green threads of one LWP may wait to read one socket (they once got
+    RuntimeError); each readiness event wakes one, in the order they came."""
+    def main():
+        a, b = socket.socketpair()
+        try:
+            got = []
+
+            def reader(name):
+                got.append((name, a.recv(1)))
+
+            first = lwp.spawn(reader, "first")
+            settle()
+            second = lwp.spawn(reader, "second")
+            settle()
+            b.send(b"x")
+            first.join(5)
+            assert got == [("first", b"x")]
+            b.send(b"y")
+            second.join(5)
+            return got
+        finally:
+            a.close()
+            b.close()
+
+    assert run1(main) == [("first", b"x"), ("second", b"y")]
+
+
+def test_a_reader_that_times_out_leaves_the_queue_of_readers():
+    from lwp._core.park import wait_readable
+
+    def main():
+        a, b = socket.socketpair()
+        try:
+            patient = lwp.spawn(a.recv, 1)
+            settle()
+            assert wait_readable(a.fileno(), 0.01) is False  # second in line, gives up
+            late = lwp.spawn(a.recv, 1)
+            settle()
+            b.send(b"x")
+            assert patient.join(5) == b"x"
+            b.send(b"y")
+            return late.join(5)
+        finally:
+            a.close()
+            b.close()
+
+    assert run1(main) == b"y"
+
+
+def test_a_busy_connection_lets_a_waiting_one_run():
+    """A thread whose recv calls all succeed at once (its peer is always ahead)
+    once kept a thread waiting for readiness on the same LWP waiting until it
+    finished; now it lets the waiting one run after a bounded number of calls."""
+    calls = 5000
+
+    def main():
+        busy_a, busy_b = socket.socketpair()
+        idle_a, idle_b = socket.socketpair()
+        try:
+            busy_b.sendall(b"x" * calls)
+            done = [0]
+            seen_at = []
+
+            def busy():
+                for _ in range(calls):
+                    busy_a.recv(1)
+                    done[0] += 1
+
+            def waiting():
+                idle_a.recv(1)
+                seen_at.append(done[0])
+
+            w = lwp.spawn(waiting)
+            settle()
+            idle_b.send(b"!")  # readable now, but only a poll tells the LWP
+            b = lwp.spawn(busy)
+            b.join(10)
+            w.join(10)
+            return seen_at[0]
+        finally:
+            for s in (busy_a, busy_b, idle_a, idle_b):
+                s.close()
+
+    assert lwp.run(main, lwps=1, monitor=False) < calls
+
+
+def test_cancelling_a_busy_reader_where_it_yields_loses_no_data():
+    """The budget's yield (see the previous test) is a scheduling point, where a
+    pending Cancelled is raised: it once came after a successful recv, whose
+    bytes were then lost."""
+    total = 5000
+
+    def main():
+        a, b = socket.socketpair()
+        with a, b:
+            b.sendall(b"x" * total)
+            got = []
+
+            def busy():
+                while True:
+                    got.append(a.recv(1))
+
+            reader = lwp.spawn(busy)
+            canceller = lwp.spawn(reader.cancel)  # runs when the reader first yields
+            canceller.join(5)
+            with pytest.raises(lwp.Cancelled):
+                reader.join(5)
+            assert 0 < len(got) < total
+            a.settimeout(0)
+            rest = b""
+            while len(got) + len(rest) < total:
+                rest += a.recv(total)  # BlockingIOError if a byte was lost
+            return len(got) + len(rest)
+
+    assert lwp.run(main, lwps=1, monitor=False) == total
+
+
+def test_close_on_another_kernel_thread_then_the_fd_number_reused():
+    """The close of a socket a green thread waits on, by another kernel thread,
+    reached the waiter's LWP later than the fd number's next use there: the new
+    socket's reader got RuntimeError (or a stale EBADF).  Now the old reader
+    gets EBADF and the new socket works."""
+    def main():
+        a, b = socket.socketpair()
+        c, d = socket.socketpair()
+        new = None
+        try:
+            n = a.fileno()
+            old = lwp.spawn(a.recv, 1)
+            settle()
+            closed = threading.Lock()
+            closed.acquire()
+
+            def close_a():
+                a.close()
+                closed.release()
+
+            th = threading.Thread(target=close_a)
+            th.start()
+            # Block this LWP's kernel thread (not cooperatively): its hub cannot
+            # run until the new socket below waits.
+            assert closed.acquire(timeout=5)
+            th.join(5)
+            os.dup2(c.fileno(), n)
+            new = socket.socket(fileno=n)
+            new.settimeout(5)
+            sender = lwp.spawn(lambda: (lwp.sleep(0.01), d.send(b"y")))
+            got = new.recv(1)
+            sender.join(5)
+            with pytest.raises(OSError) as info:
+                old.join(5)
+            assert info.value.errno == errno.EBADF
+            return got
+        finally:
+            for s in (a, b, c, d):
+                s.close()
+            if new is not None:
+                new.close()
+
+    assert run1(main) == b"y"
 
 
 # -- data -------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from _thread import allocate_lock
 from threading import Event as _Event  # the real ones: bound before lwp.monkey runs
 from threading import Semaphore as _Semaphore
 
-from . import park
+from . import park, poller
 
 
 class ForkLostError(RuntimeError):
@@ -34,6 +34,7 @@ class ForkLostError(RuntimeError):
 def after_fork_in_child():
     from . import scheduler as sched_mod
 
+    poller.after_fork_in_child()
     here = park.current_lwp()
     for sched in sched_mod.active_schedulers():
         if here is not None and here.sched is sched:
@@ -65,7 +66,6 @@ def _close_fds(lwp):
 def _rebuild(sched, here):
     from .activation import Activations
     from .monitor import Monitor
-    from .poller import Poller
 
     sched._lock = allocate_lock()
     for lwp in sched._created:
@@ -73,18 +73,8 @@ def _rebuild(sched, here):
     lost = [lwp for lwp in sched.lwps() if lwp is not here]
 
     # A private eventfd and epoll set for the survivor; waiting fds move over.
-    old = here._poller
     here._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-    here._poller = Poller(here._wakefd)
-    for fd, slots in old._waiting.items():
-        here._poller._waiting[fd] = slots
-        try:
-            here._poller._arm(fd, slots)
-        except OSError as e:
-            for w in slots:
-                if w is not None:
-                    w.wake(exc=e)
-    old.close()
+    here._poller.reopen(here._wakefd)
 
     _fail_activations(sched, here)
     for lwp in lost:

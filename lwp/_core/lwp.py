@@ -44,6 +44,7 @@ class KernelThread(threading.Thread):
 _SPARE_GREENLETS = 256  # finished greenlets kept for reuse by new threads
 _FAIRNESS_TICKS = 61    # every this many switches, poll I/O even if threads are runnable
 _SPIN_NS = 50_000       # next to a CPU hog, wait this long for native completions before sleeping
+_IO_BUDGET = 32         # I/O calls a thread may make in a row without waiting (io_yield)
 
 
 def _worker_entry():
@@ -96,9 +97,11 @@ class LWP:
         self._spare = []
         self._live = {}           # started, unfinished threads (a dict keeps order)
         self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._poller = Poller(self._wakefd)
+        self._poller = Poller(self._wakefd, self)
         self._wake_hooks = []     # run by the hub when the wake-up fd fires
         self._completions = None  # native activation CompletionQueue, made on first use
+        self.io_ticks = -1        # owner only: ``ticks`` when io_left was last reset
+        self.io_left = 0          # owner only: I/O calls the running thread may still make
         self._exit = False        # owner only: leave the loop when idle
         self._retired = False     # under _lock: retired, push_new must go elsewhere
         self._thread = KernelThread(target=self._main, name=f"lwp-{index}", daemon=True)
@@ -204,6 +207,30 @@ class LWP:
                     g.switch()
                     return
         self.hub.switch()
+
+    def io_spend(self):
+        """Count one I/O call of the running thread, before it is made (owner only).
+
+        A thread whose socket calls keep succeeding never parks, and would keep
+        every thread waiting for I/O on this LWP waiting: a client that answers
+        at once keeps its connection's handler busy.  The count starts again
+        whenever the thread parks; at the ``_IO_BUDGET``-th call of one run the
+        LWP polls for I/O and, if any other thread is runnable then, the caller
+        goes to the back of the run queue (as in Tokio's cooperative budget).
+        Raises a pending :class:`lwp.Cancelled` or :class:`lwp.Timeout` then,
+        as any scheduling point does.
+        """
+        if self.io_ticks != self.ticks:
+            self.io_ticks = self.ticks
+            self.io_left = _IO_BUDGET
+        elif self.io_left > 1:
+            self.io_left -= 1
+        else:
+            self.io_left = _IO_BUDGET
+            if self._poller.busy() or self._completions is not None:
+                self._poll(0)
+            if self._runq or self._inbox or self._newq:
+                park.checkpoint()
 
     def wait_fd(self, fd, write, timeout):
         return self._poller.wait(fd, write, timeout)

@@ -238,7 +238,10 @@ def wait_readable(fd, timeout=None):
 
     In a green thread this parks on the LWP's epoll; in a plain OS thread it
     blocks in ``poll(2)``.  A True return is a hint, not a promise: retry the
-    non-blocking call and wait again on ``EAGAIN``.
+    non-blocking call and wait again on ``EAGAIN``.  Several threads may wait
+    on one fd: each readiness event wakes one, first come first served.
+    Raises ``OSError(EBADF)`` if :func:`fd_closing` is called for ``fd``
+    meanwhile.
     """
     return _wait_fd(fd, False, timeout)
 
@@ -258,17 +261,15 @@ def _wait_fd(fd, write, timeout):
 
 
 def fd_closing(fd):
-    """Call before closing ``fd``: every LWP forgets it, waking its waiters with EBADF.
+    """Call before closing ``fd``: threads waiting on it wake with ``OSError(EBADF)``.
 
-    Without this, a thread parked on a closed fd whose number is reused could
-    be woken by the new file's events, or never.
+    Waiters on the caller's LWP are woken before this returns, those on other
+    LWPs soon after; either way no thread stays parked on the closed fd, and a
+    new file that reuses the fd number never gets a stale waiter or wake-up
+    (see :mod:`lwp._core.poller`).  Only LWPs that have waited on ``fd`` are
+    disturbed.  Cheap enough to call on every close.
     """
-    here = getattr(_tls, "lwp", None)
-    from .scheduler import active_schedulers
+    from .poller import fd_closing as forget_everywhere
 
-    for sched in active_schedulers():
-        for lwp in sched.lwps():
-            if lwp is here:
-                lwp._poller.forget(fd)
-            else:
-                lwp.call_soon_threadsafe(lwp._poller.forget, fd)
+    lwp = getattr(_tls, "lwp", None)
+    forget_everywhere(fd, lwp._poller if lwp is not None else None)

@@ -6,12 +6,31 @@ poller; the LWP's hub calls :meth:`Poller.poll` when it has nothing to run (or,
 every few dozen switches, with a zero timeout so busy threads cannot starve I/O).
 
 Registrations use ``EPOLLONESHOT`` and stay in the epoll set between waits
-(re-armed with ``modify``), which saves a syscall on every wait.  A closed fd
-leaves epoll by itself; an event for an fd nobody waits on any more is ignored,
-so callers must treat a wake-up as a hint and retry their non-blocking call.
+(re-armed with ``modify``), which saves a syscall on every wait.  One-shot and
+level-triggered, so a registration left behind by an fd closed behind lwp's
+back is harmless: the next ``modify`` fails with ``ENOENT`` and the fd is
+registered again.  An event for an fd nobody waits on any more is ignored, so
+callers must treat a wake-up as a hint and retry their non-blocking call.
+
+Several threads may wait for the same direction of the same fd (as kernel
+threads may block in ``recv`` on one socket): they are woken one at a time,
+first come first served, one per readiness event; the one-shot registration
+is re-armed while some still wait, so a level that stays up wakes the next.
+
+Closing: :func:`fd_closing` must be called before an fd some thread may wait
+on is closed.  A process-wide table says which pollers hold state for which fd
+number, so only those hear of the close, and counts the closings of each fd
+number (its *generation*).  The closing thread's own poller forgets the fd on
+the spot; other LWPs are told through ``call_soon_threadsafe``, and until they
+get to it the generation keeps them honest: state recorded under an older
+generation belongs to a closed file, so its waiters get ``EBADF`` and a
+recycled fd number starts afresh, never receiving a stale wake-up or waiter.
 """
 
+import errno
 import select
+from _thread import allocate_lock
+from collections import deque
 from select import epoll
 
 from .park import TIMED_OUT, waiter
@@ -20,76 +39,197 @@ _READ = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
 _WRITE = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
 _MAX_WAIT = 86400.0  # seconds; epoll_wait's timeout overflows past 2**31 ms (~24.8 days)
 
+# The process-wide fd table (see the module doc).  _gens is read without the
+# lock (a dict lookup is atomic, also in free-threaded builds); both are
+# written under it.
+_table_lock = allocate_lock()
+_gens = {}      # fd -> how many times fd_closing was called for it
+_watchers = {}  # fd -> {Poller: None} of the pollers holding state for it
+
+
+def _closed_error():
+    return OSError(errno.EBADF, "Bad file descriptor: closed while waiting")
+
+
+def fd_closing(fd, here):
+    """Forget ``fd`` everywhere before it is closed; ``here`` is the caller's Poller or None.
+
+    Waiters are woken with ``EBADF``: at once on ``here``, soon on other LWPs.
+    Pollers that never saw ``fd`` are not disturbed.
+    """
+    with _table_lock:
+        gen = _gens[fd] = _gens.get(fd, 0) + 1
+        watchers = _watchers.pop(fd, None)
+    if watchers:
+        for p in watchers:
+            if p is here:
+                p._forget(fd, gen, True)
+            else:
+                p.owner.call_soon_threadsafe(p._forget, fd, gen, False)
+
+
+def after_fork_in_child():
+    """Reset the fd table's lock (its holder may not exist in the child) and watchers."""
+    global _table_lock
+    _table_lock = allocate_lock()
+    _watchers.clear()
+
+
+class _FdState:
+    """What one poller knows of one fd: its waiters and its epoll registration."""
+
+    __slots__ = ("reader", "writer", "gen", "registered")
+
+    def __init__(self, gen):
+        self.reader = None  # None, a waiter, or a deque of waiters (first come first)
+        self.writer = None
+        self.gen = gen
+        self.registered = False
+
+    def waiters(self):
+        for slot in (self.reader, self.writer):
+            if type(slot) is deque:
+                yield from slot
+            elif slot is not None:
+                yield slot
+
 
 class Poller:
-    __slots__ = ("_ep", "_wakefd", "_waiting", "_registered")
+    __slots__ = ("owner", "_ep", "_wakefd", "_fds", "_nwaiting")
 
-    def __init__(self, wakefd):
+    def __init__(self, wakefd, owner):
+        self.owner = owner  # the LWP; other kernel threads reach us through it
         self._ep = epoll()
         self._wakefd = wakefd
         self._ep.register(wakefd, select.EPOLLIN)
-        self._waiting = {}        # fd -> [reader waiter or None, writer waiter or None]
-        self._registered = set()  # fds with an epoll registration (possibly disarmed)
+        self._fds = {}       # fd -> _FdState
+        self._nwaiting = 0   # threads parked in wait()
 
     def close(self):
+        with _table_lock:
+            for fd in self._fds:
+                watchers = _watchers.get(fd)
+                if watchers is not None:
+                    watchers.pop(self, None)
+                    if not watchers:
+                        del _watchers[fd]
+        self._fds.clear()
         self._ep.close()
+
+    def reopen(self, wakefd):
+        """After fork, in the child: a private epoll set and wake-up fd, waiters re-armed.
+
+        The inherited epoll set is shared with the parent, so it is closed (in
+        this process only).  Waiters whose fd cannot be registered again are
+        woken with the error.
+        """
+        self._ep.close()
+        self._ep = epoll()
+        self._wakefd = wakefd
+        self._ep.register(wakefd, select.EPOLLIN)
+        for fd, st in list(self._fds.items()):
+            st.registered = False
+            if st.reader is None and st.writer is None:
+                del self._fds[fd]
+                continue
+            _watchers.setdefault(fd, {})[self] = None
+            try:
+                self._arm(fd, st)
+            except OSError as e:
+                for w in st.waiters():
+                    w.wake(exc=e)
 
     def busy(self):
         """True if some thread waits for an fd."""
-        return bool(self._waiting)
+        return self._nwaiting > 0
 
     def wait(self, fd, write, timeout):
         """Park the calling green thread until ``fd`` is ready (owner LWP only).
 
         Returns True when woken by readiness (or hang-up/error: the next I/O call
-        will report it), False when ``timeout`` passed first.  Raises
-        RuntimeError if another thread already waits for the same direction of
-        the same fd on this LWP: two readers of one socket are a bug.
+        will report it), False when ``timeout`` passed first.  Raises OSError
+        ``EBADF`` if :func:`fd_closing` is called for ``fd`` meanwhile.
         """
-        slots = self._waiting.get(fd)
-        if slots is None:
-            slots = self._waiting[fd] = [None, None]
-        if slots[write] is not None:
-            raise RuntimeError(
-                f"fd {fd} already has a green thread waiting to {'write' if write else 'read'}")
-        w = slots[write] = waiter()
+        st = self._fds.get(fd)
+        if st is None or st.gen != _gens.get(fd, 0):
+            st = self._adopt(fd, st)
+        w = waiter()
+        slot = st.writer if write else st.reader
+        if slot is None:
+            slot = w
+        elif type(slot) is deque:
+            slot.append(w)
+        else:
+            slot = deque((slot, w))
+        if write:
+            st.writer = slot
+        else:
+            st.reader = slot
+        self._nwaiting += 1
         try:
-            self._arm(fd, slots)
+            self._arm(fd, st)
             return w.wait(timeout) is not TIMED_OUT
         finally:
-            if slots[write] is w:
-                slots[write] = None
-                if slots[0] is None and slots[1] is None and self._waiting.get(fd) is slots:
-                    del self._waiting[fd]
+            self._nwaiting -= 1
+            # Still queued after a timeout, an exception or a cancellation: leave.
+            slot = st.writer if write else st.reader
+            if slot is w:
+                slot = None
+            elif type(slot) is deque and w in slot:
+                slot.remove(w)
+                slot = slot or None
+            if write:
+                st.writer = slot
+            else:
+                st.reader = slot
 
-    def _arm(self, fd, slots):
+    def _adopt(self, fd, stale):
+        """Fresh state for ``fd``; waiters of a ``stale`` one (a closed file's) get EBADF."""
+        if stale is not None:
+            self._drop(fd, stale)
+        with _table_lock:
+            st = self._fds[fd] = _FdState(_gens.get(fd, 0))
+            _watchers.setdefault(fd, {})[self] = None
+        return st
+
+    def _drop(self, fd, st):
+        """Forget the state ``st`` of ``fd``, a closed file's: its waiters get EBADF."""
+        del self._fds[fd]
+        for w in st.waiters():
+            w.wake(exc=_closed_error())
+
+    def _arm(self, fd, st):
         mask = select.EPOLLONESHOT
-        if slots[0] is not None:
+        if st.reader is not None:
             mask |= _READ
-        if slots[1] is not None:
+        if st.writer is not None:
             mask |= _WRITE
-        if fd in self._registered:
+        if st.registered:
             try:
                 self._ep.modify(fd, mask)
                 return
-            except FileNotFoundError:  # the fd was closed and its number reused
+            except FileNotFoundError:  # closed behind lwp's back and the number reused
                 pass
-        self._ep.register(fd, mask)
-        self._registered.add(fd)
+        try:
+            self._ep.register(fd, mask)
+        except FileExistsError:
+            self._ep.modify(fd, mask)
+        st.registered = True
 
-    def forget(self, fd):
-        """Drop ``fd`` before it is closed, waking its waiters with an error."""
-        slots = self._waiting.pop(fd, None)
-        if fd in self._registered:
-            self._registered.discard(fd)
+    def _forget(self, fd, gen, still_open):
+        """Drop state for ``fd`` recorded before closing number ``gen``; wake its waiters.
+
+        ``still_open``: called before the close, so the fd can leave epoll now.
+        """
+        st = self._fds.get(fd)
+        if st is None or st.gen >= gen:
+            return  # nothing here, or state for a newer file with the same number
+        if still_open and st.registered:
             try:
                 self._ep.unregister(fd)
-            except (FileNotFoundError, OSError):
+            except OSError:
                 pass
-        if slots is not None:
-            for w in slots:
-                if w is not None:
-                    w.wake(exc=OSError(9, "Bad file descriptor: closed while waiting"))
+        self._drop(fd, st)
 
     def poll(self, timeout):
         """Wait up to ``timeout`` seconds (None: forever) and wake ready waiters.
@@ -103,21 +243,32 @@ class Poller:
             events = self._ep.poll(-1 if timeout is None else timeout)
         except InterruptedError:
             return False
+        fds = self._fds
         for fd, ev in events:
             if fd == self._wakefd:
                 woke = True
                 continue
-            slots = self._waiting.get(fd)
-            if slots is None:
+            st = fds.get(fd)
+            if st is None:
                 continue
-            if ev & _READ and slots[0] is not None:
-                w, slots[0] = slots[0], None
-                w.wake(True)
-            if ev & _WRITE and slots[1] is not None:
-                w, slots[1] = slots[1], None
-                w.wake(True)
-            if slots[0] is None and slots[1] is None:
-                del self._waiting[fd]
-            else:
-                self._arm(fd, slots)
+            if st.gen != _gens.get(fd, 0):
+                self._drop(fd, st)  # closed on another LWP, not forgotten here yet
+                continue
+            if ev & _READ and st.reader is not None:
+                st.reader = _wake_first(st.reader)
+            if ev & _WRITE and st.writer is not None:
+                st.writer = _wake_first(st.writer)
+            if st.reader is not None or st.writer is not None:
+                self._arm(fd, st)
         return woke
+
+
+def _wake_first(slot):
+    """Wake the first waiter of ``slot`` that still waits; return what is left of it."""
+    if type(slot) is not deque:
+        slot.wake(True)
+        return None
+    while slot:
+        if slot.popleft().wake(True):
+            break
+    return slot or None
