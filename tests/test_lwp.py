@@ -89,3 +89,22 @@ def test_lwp_does_not_spin_without_a_hog(tmp_path):
     path = tmp_path / "data"
     path.write_bytes(os.urandom(1 << 16))
     assert lwp.run(_read_blocks, path, 200, lwps=2, time_slice=0, stall_threshold=10) == 0
+
+
+def test_lwp_is_not_current_while_it_shuts_down(monkeypatch):
+    """What runs while an LWP tears down (a collector-run ``__del__``, the poller's close)
+    must not see it as the current LWP: ``park.wake_or_defer`` would leave a wake-up in
+    its ``_calls``, which no loop drains any more."""
+    from lwp._core import park
+    from lwp._core.poller import Poller
+
+    seen = []
+    close = Poller.close
+
+    def spy(self):
+        seen.append(park.current_lwp())
+        close(self)
+
+    monkeypatch.setattr(Poller, "close", spy)
+    lwp.run(lambda: None, lwps=1)
+    assert seen == [None]
