@@ -93,8 +93,9 @@ parks the green thread and lets the hub run others.  Calls that can be polled
 DNS, arbitrary C code) run on an activation; see ``activation``.  Calls lwp
 cannot see at all stall their LWP: the monitor (``monitor``) notices an LWP
 that has not switched for longer than a threshold, moves its unstarted threads
-away and adds a compensating LWP, as Solaris did on SIGWAITING and Go's sysmon
-does when it hands a P away from an M stuck in a syscall.
+away and, if its kernel thread is blocked (not running Python, not runnable
+and waiting for a CPU), adds a compensating LWP, as Solaris did on SIGWAITING
+and Go's sysmon does when it hands a P away from an M stuck in a syscall.
 
 Shutdown
 --------
