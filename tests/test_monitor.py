@@ -2,6 +2,7 @@
 
 import ctypes
 import logging
+import threading
 import time
 
 import pytest
@@ -70,6 +71,80 @@ def test_blocked_c_call_gets_compensation():
     finally:
         unsubscribe()
     assert ("lwp_added", "compensating") in seen
+
+
+def _fake_task_state(monkeypatch, state):
+    """Make the monitor see every kernel thread in ``state``; returns the tids it asked about."""
+    asked = []
+
+    def fake(tid):
+        asked.append(tid)
+        return state
+
+    monkeypatch.setattr(lwp._core.monitor.Monitor, "task_state", staticmethod(fake))
+    return asked
+
+
+@pytest.mark.parametrize("state, compensated", [("R", False), ("S", True), (None, True)])
+def test_compensation_follows_the_kernel_thread_state(monkeypatch, state, compensated):
+    """A C call whose kernel thread the kernel calls runnable (``R``: starved of
+    CPU, not blocked) gets no compensating LWP; sleeping (``S``), or no
+    ``/proc`` (None), is compensated as before."""
+    libc = ctypes.CDLL(None)
+    asked = _fake_task_state(monkeypatch, state)
+    seen, unsubscribe = _events(("lwp_blocked", "lwp_added"))
+
+    def main():
+        stuck = [lwp.spawn(libc.usleep, 100_000) for _ in range(2)]
+        for t in stuck:
+            t.join(5)
+        return lwp._core.park.current_lwp()._thread.native_id
+
+    try:
+        tid = lwp.run(main, lwps=1)
+    finally:
+        unsubscribe()
+    assert ("lwp_blocked", None) in seen
+    assert tid in asked
+    assert (("lwp_added", "compensating") in seen) == compensated
+
+
+def test_starved_lwp_still_hands_its_new_threads_to_the_others(monkeypatch):
+    libc = ctypes.CDLL(None)
+    asked = _fake_task_state(monkeypatch, "R")
+    seen, unsubscribe = _events(("lwp_added",))
+
+    def main():
+        queued = [lwp.spawn(lambda: lwp._core.park.current_lwp().index) for _ in range(4)]
+        libc.usleep(200_000)  # holds LWP 0 in C, out of the monitor's sight
+        return [t.join(5) for t in queued], len(lwp.stats())
+
+    try:
+        where, nlwps = lwp.run(main, lwps=2, time_slice=0)
+    finally:
+        unsubscribe()
+    assert asked
+    assert ("lwp_added", "compensating") not in seen and nlwps == 2
+    assert set(where) == {1}  # moved off the starved LWP 0 and run meanwhile
+
+
+def test_task_state_reads_the_kernel():
+    libc = ctypes.CDLL(None)
+    task_state = lwp._core.monitor.task_state
+    sleeper = threading.Thread(target=libc.usleep, args=(300_000,))
+    sleeper.start()
+    try:
+        states = set()
+        deadline = time.monotonic() + 5
+        while "S" not in states and sleeper.is_alive() and time.monotonic() < deadline:
+            states.add(task_state(sleeper.native_id))
+    finally:
+        sleeper.join(5)
+    if task_state(threading.get_native_id()) is None:
+        pytest.skip("no /proc/self/task here")
+    assert task_state(threading.get_native_id()) == "R"  # this thread, running
+    assert "S" in states  # the sleeper, in usleep
+    assert task_state(sleeper.native_id) is None  # gone
 
 
 def test_short_spawn_burst_stays_local():

@@ -14,13 +14,23 @@ awake but has not switched for longer than ``threshold`` is *stalled*.  Then:
    is: if its frame, its instruction and its CPU time (the kernel's
    per-thread clock) did not move, and the stall is two thresholds old, it is
    blocked outside Python (in the kernel or in C that released the GIL, not
-   merely waiting its turn for the GIL), and if fewer LWPs
-   than configured can run while threads wait, a *compensating* LWP starts
-   (up to ``max_lwps`` in all), as Solaris added an LWP on SIGWAITING and
-   Java's ForkJoinPool compensates for a blocked worker.  A thread that is
-   running Python (a long computation) gets no compensation: under the GIL
-   another LWP would only compete with it for the interpreter; preemption is
-   the answer there;
+   merely waiting its turn for the GIL), unless the kernel says the thread
+   is runnable (state ``R`` in ``/proc/self/task/<tid>/stat``): then it is
+   *starved*, waiting for a CPU the machine has not given it, as under a
+   burst of load on few cores.  A blocked thread, and only a blocked one, is
+   *compensated*: if fewer LWPs than configured can run while threads wait, a
+   compensating LWP starts (up to ``max_lwps`` in all), as Solaris added an
+   LWP on SIGWAITING and Java's ForkJoinPool compensates for a blocked
+   worker.  A thread that is running Python (a long computation) gets no
+   compensation: under the GIL another LWP would only compete with it for the
+   interpreter; preemption is the answer there.  Nor does a starved one
+   (Go's ``sysmon`` too hands off only a thread blocked in a system call):
+   another kernel thread would wait for the same CPUs, and, owning the
+   threads moved to it, would outlive the burst and share the GIL for the
+   rest of the run.  Its unstarted threads still move to the LWPs already
+   there, which cost nothing to use and may have a CPU.  ``/proc`` is read
+   only for an LWP that already looks blocked; where it cannot be read, the
+   thread counts as blocked;
 4. a stall that lasts longer than ``log_after`` (``$LWP_STALL_LOG_MS``,
    default 500 ms) is logged on the ``lwp.monitor`` logger with the stuck
    thread's name and stack, at most once per stall and every ``log_every``
@@ -75,7 +85,29 @@ def default_threshold():
     return float(os.environ.get("LWP_STALL_MS", "5")) / 1000.0
 
 
+def task_state(tid):
+    """The kernel's one-letter state of this process's thread ``tid`` (``R``
+    runnable, ``S`` sleeping, ``D`` in uninterruptible wait, ...), or None
+    where ``/proc`` does not say.
+
+    Only the state tells a starved thread from a blocked one: the run-queue
+    wait in ``schedstat`` grows only when the thread gets a CPU again, and
+    then its CPU clock moves too.
+    """
+    try:
+        with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # "tid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ')'
+    state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]
+    return state.decode("ascii", "replace") or None
+
+
 class Monitor:
+    # how the monitor asks the kernel for a thread's state; tests substitute a fake
+    task_state = staticmethod(task_state)
+
     def __init__(self, sched, threshold, log_after=None, log_every=10.0, time_slice=None):
         if not threshold > 0:
             raise ValueError(f"stall threshold must be > 0 seconds, got {threshold!r}")
@@ -151,10 +183,11 @@ class Monitor:
                 self.sched.lwp_blocked(lwp, stalled_for)
             elif lwp.stalled_since is not None:
                 where, self._where[lwp] = self._where.get(lwp), self._position(lwp)
-                blocked = (where == self._where[lwp] and where is not None
-                           and stalled_for >= 2 * self.threshold)
-                hog = hog or not blocked
-                self.sched.lwp_still_blocked(lwp, running_python=not blocked)
+                still = (where == self._where[lwp] and where is not None
+                         and stalled_for >= 2 * self.threshold)
+                cause = "python" if not still else "starved" if self._runnable(lwp) else "blocked"
+                hog = hog or cause == "python"
+                self.sched.lwp_still_blocked(lwp, cause)
                 if stalled_for > self.log_after and lwp not in self._logged:
                     self._logged.add(lwp)
                     self._report(lwp, stalled_for)
@@ -186,6 +219,10 @@ class Monitor:
         except (OSError, AttributeError):  # no per-thread CPU clock here
             cpu = None
         return id(frame), frame.f_lasti, cpu
+
+    def _runnable(self, lwp):
+        """True if the kernel has ``lwp``'s thread runnable (it waits for a CPU)."""
+        return self.task_state(lwp._thread.native_id) == "R"
 
     def _report(self, lwp, stalled_for):
         now = time.monotonic()

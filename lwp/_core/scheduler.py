@@ -93,8 +93,9 @@ parks the green thread and lets the hub run others.  Calls that can be polled
 DNS, arbitrary C code) run on an activation; see ``activation``.  Calls lwp
 cannot see at all stall their LWP: the monitor (``monitor``) notices an LWP
 that has not switched for longer than a threshold, moves its unstarted threads
-away and adds a compensating LWP, as Solaris did on SIGWAITING and Go's sysmon
-does when it hands a P away from an M stuck in a syscall.
+away and, if its kernel thread is blocked (not running Python, not runnable
+and waiting for a CPU), adds a compensating LWP, as Solaris did on SIGWAITING
+and Go's sysmon does when it hands a P away from an M stuck in a syscall.
 
 Shutdown
 --------
@@ -317,17 +318,21 @@ class Scheduler:
         if not self._preempting():
             self._move_new_threads(lwp, compensate=False)
 
-    def lwp_still_blocked(self, lwp, running_python):
+    def lwp_still_blocked(self, lwp, cause):
         """Monitor, each sample while ``lwp`` stays stuck: keep its queue moving,
-        and compensate if it is blocked outside Python (see monitor.py).
+        and compensate if its thread is blocked outside Python (see monitor.py).
 
-        A thread running Python is preempted when slices are on: its LWP's
-        other threads then run there in turn, which beats moving them to an
-        LWP where they would fight it for the GIL at every blocking call.
+        ``cause`` is ``"blocked"`` (in the kernel or in C), ``"python"`` (a long
+        computation) or ``"starved"`` (runnable, waiting for a CPU).  A thread
+        running Python is preempted when slices are on: its LWP's other threads
+        then run there in turn, which beats moving them to an LWP where they
+        would fight it for the GIL at every blocking call.  A starved LWP's
+        unstarted threads move to the LWPs already there, but no LWP is added
+        for it: a new kernel thread would wait for the same CPUs.
         """
-        if running_python and self._preempting():
+        if cause == "python" and self._preempting():
             return
-        self._move_new_threads(lwp, compensate=not running_python)
+        self._move_new_threads(lwp, compensate=cause == "blocked")
 
     def _preempting(self):
         return (self.monitor is not None and self.monitor.time_slice > 0
