@@ -260,6 +260,38 @@ def test_ctrl_c_interrupts_main_runs_finally_and_exits(tmp_path):
     assert out.split() == ["finally", "ran", "KeyboardInterrupt"]
 
 
+def test_ctrl_c_while_the_main_thread_holds_an_lwp_lock(tmp_path):
+    """A SIGINT handled just after the main OS thread took an LWP's lock (joining
+    ``main``) raised KeyboardInterrupt there, the lock stayed held and the process
+    hung; it must reach ``main`` as any Ctrl-C does."""
+    script = tmp_path / "ctrlc_locked.py"
+    script.write_text(
+        "import signal, sys, threading\n"
+        "import lwp\n"
+        "from lwp._core import thread\n"
+        "real, fired = thread.lock_owner, []\n"
+        "def lock_owner(t):\n"
+        "    owner = real(t)\n"
+        "    if not fired and threading.current_thread() is threading.main_thread():\n"
+        "        fired.append(True)\n"
+        "        signal.raise_signal(signal.SIGINT)  # handled right here, lock held\n"
+        "    return owner\n"
+        "thread.lock_owner = lock_owner\n"
+        "def main():\n"
+        "    try:\n"
+        "        lwp.sleep(60)\n"
+        "    finally:\n"
+        "        print('finally ran', flush=True)\n"
+        "try:\n"
+        "    lwp.run(main)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('KeyboardInterrupt', fired, flush=True)\n"
+        "    sys.exit(3)\n")
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 3, p.stderr
+    assert p.stdout.split() == ["finally", "ran", "KeyboardInterrupt", "[True]"]
+
+
 def test_default_scheduler_shuts_down_at_exit(tmp_path):
     script = tmp_path / "atexit_.py"
     script.write_text(
@@ -275,3 +307,19 @@ def test_default_scheduler_shuts_down_at_exit(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "cancelled at exit"
     assert out.stderr == ""
+
+
+def test_run_gives_sigint_back():
+    """lwp.run's own SIGINT handler lives only while ``main`` runs; a program's is kept."""
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert lwp.run(lambda: signal.getsignal(signal.SIGINT)) is not signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def mine(signum, frame):
+        pass
+
+    signal.signal(signal.SIGINT, mine)
+    try:
+        assert lwp.run(lambda: signal.getsignal(signal.SIGINT)) is mine
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -106,10 +106,13 @@ once it owns no thread, and joins the kernel threads.
 
 import os
 import random
+import signal
 import sys
+import threading as _threading
 import traceback
 import warnings
 from _thread import allocate_lock
+from _thread import get_ident as _kernel_ident
 from threading import Event as _Event  # the real ones: bound before lwp.monkey runs
 from threading import Semaphore as _Semaphore
 import weakref
@@ -532,14 +535,57 @@ def run(main, /, *args, lwps=None, seed=None, max_lwps=None, stall_threshold=Non
 
 
 def _join_interruptibly(t):
-    """Join ``t`` from the OS thread of ``lwp.run``, forwarding Ctrl-C into it."""
+    """Join ``t`` from the OS thread of ``lwp.run``, forwarding Ctrl-C into it.
+
+    Python runs a signal handler in the main thread wherever it happens to be,
+    and the default one raises KeyboardInterrupt there: possibly just after the
+    main thread took an LWP's lock (to join, to cancel) and before it could
+    release it, which leaves that lock held for ever and hangs every LWP.  So
+    while ``main`` runs, as :class:`asyncio.Runner` does, SIGINT gets a handler
+    that only notes the interrupt and rings a bell (a lock of this function's
+    own); the interrupt is thrown into ``main`` from here, where no lock is
+    held.  A handler the program installed itself is left alone.
+    """
+    if not _may_own_sigint():
+        try:
+            return t.join()
+        except KeyboardInterrupt:
+            if t.done():
+                raise
+            t._throw(KeyboardInterrupt())
+            return t.join()
+    bell = allocate_lock()
+    bell.acquire()
+    interrupts = []
+
+    def ring(*_):
+        try:
+            bell.release()
+        except RuntimeError:  # rung already, not heard yet
+            pass
+
+    def on_sigint(signum, frame):
+        interrupts.append(signum)
+        ring()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        return t.join()
-    except KeyboardInterrupt:
-        if t.done():
-            raise
-        t._throw(KeyboardInterrupt())
-        return t.join()
+        t.add_done_callback(ring)
+        while not t.done():
+            bell.acquire()
+            while interrupts and not t.done():
+                interrupts.pop()
+                t._throw(KeyboardInterrupt())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return t.join()
+
+
+def _may_own_sigint():
+    """True in the main thread of the main interpreter while SIGINT has Python's default
+    handler (the only case in which :func:`_join_interruptibly` replaces it)."""
+    return (_kernel_ident() == _threading.main_thread().ident
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
 
 def current():
