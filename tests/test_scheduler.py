@@ -252,10 +252,13 @@ def test_ctrl_c_interrupts_main_runs_finally_and_exits(tmp_path):
         "except KeyboardInterrupt:\n"
         "    print('KeyboardInterrupt', flush=True)\n"
         "    sys.exit(3)\n")
-    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready"
-    p.send_signal(signal.SIGINT)
-    out, _ = p.communicate(timeout=20)
+    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True) as p:
+        try:
+            assert p.stdout.readline().strip() == "ready"
+            p.send_signal(signal.SIGINT)
+            out, _ = p.communicate(timeout=20)
+        finally:
+            p.kill()  # a hung child must not outlive the test (tests that wait for children)
     assert p.returncode == 3
     assert out.split() == ["finally", "ran", "KeyboardInterrupt"]
 
