@@ -48,6 +48,8 @@ class FileIO(io.RawIOBase):
 
     def __init__(self, file, mode="r", closefd=True, opener=None):
         super().__init__()
+        # Until a descriptor is ours, the finalizer of a failed __init__ has nothing to close.
+        self._fd, self._closefd, self.name = -1, False, file
         flags, self._readable, self._writable, self._append = _flags(mode.replace("b", ""))
         self.mode = mode.replace("b", "") + "b" if "b" not in mode else mode
         if isinstance(file, int):
@@ -61,7 +63,6 @@ class FileIO(io.RawIOBase):
             self._fd = (opener(path, flags) if opener is not None
                         else native_call("open", path, flags, 0o666))
             self._closefd = True
-        self.name = file
         try:
             st = self._stat()
             if (st.st_mode & 0o170000) == 0o040000:
@@ -69,6 +70,7 @@ class FileIO(io.RawIOBase):
             self._pos = st.st_size if self._append else 0
         except BaseException:
             if self._closefd:
+                self._closefd = False  # closed here, never again: the number may be reused at once
                 os.close(self._fd)
             raise
 

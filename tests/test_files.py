@@ -1,5 +1,6 @@
 """lwp.open: like the built-in open, with I/O on native activations."""
 
+import gc
 import io
 import os
 
@@ -83,6 +84,26 @@ def test_errors_match_builtin_open(path, tmp_path):
         f.close()
         with pytest.raises(ValueError):
             f.read()
+
+    lwp.run(main)
+
+
+def test_failed_open_does_not_close_the_descriptor_again(tmp_path):
+    # Opening a directory opens a descriptor, finds a directory and closes it.
+    # The half-built file object must not close that number once more when it
+    # is finalized: by then it may be another file's descriptor.
+    def main():
+        try:
+            lwp.open(str(tmp_path))
+        except IsADirectoryError as e:
+            err = e  # its traceback keeps the half-built FileIO alive
+        fd = os.open(os.devnull, os.O_RDONLY)  # the lowest free number: the one just closed
+        try:
+            del err
+            gc.collect()  # finalizes the half-built FileIO
+            os.fstat(fd)  # raises EBADF if it was closed behind our back
+        finally:
+            os.close(fd)
 
     lwp.run(main)
 
