@@ -271,7 +271,10 @@ def test_stop_closing_the_listener_between_accept_and_wait(monkeypatch):
         assert roundtrip(c) == b"ping"
         c.close()
         made[0].srv = srv
-        client(srv.address).close()  # wakes the dispatcher into the armed accept
+        try:
+            client(srv.address).close()  # wakes the dispatcher into the armed accept
+        except OSError:  # refused or reset: a busy dispatcher got there first
+            pass
     finally:
         assert srv.stop(T) == 0
 
