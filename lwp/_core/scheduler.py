@@ -518,7 +518,9 @@ def run(main, /, *args, lwps=None, seed=None, max_lwps=None, stall_threshold=Non
     runs as a green thread, and when it returns (or raises, which re-raises
     here) every thread it left running is cancelled and joined and the LWPs
     stop.  Ctrl-C raises KeyboardInterrupt inside ``main`` so its ``finally``
-    blocks run.  Cannot be called from a green thread.
+    blocks run: while ``main`` runs, ``lwp.run`` handles SIGINT itself, as
+    :class:`asyncio.Runner` does, unless the program installed a handler of its
+    own.  Cannot be called from a green thread.
 
     Scheduler options (keyword-only; see :class:`Scheduler`): ``lwps``,
     ``seed``, ``max_lwps``, ``stall_threshold``, ``retire_after``, ``monitor``,
