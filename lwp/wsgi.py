@@ -1074,7 +1074,12 @@ def _run_one(args, reuse_port, ctx):
                  f"{st['rejected']} rejected, {left} cancelled")
 
     def on_term(signum, frame):
-        raise KeyboardInterrupt
+        # What Ctrl-C does: while lwp.run owns SIGINT its handler forwards the
+        # interrupt to main safely; before and after, the default one raises.
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler):  # SIG_IGN or SIG_DFL: stop all the same
+            raise KeyboardInterrupt
+        handler(signum, frame)
 
     signal.signal(signal.SIGTERM, on_term)
     try:

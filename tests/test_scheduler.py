@@ -245,6 +245,9 @@ def main():
     try:
         print('ready', flush=True)
         lwp.sleep(60)
+    except BaseException as e:
+        print(type(e).__name__, flush=True)
+        raise
     finally:
         print('finally ran', flush=True)
 try:
@@ -266,7 +269,27 @@ def test_ctrl_c_interrupts_main_runs_finally_and_exits(tmp_path):
         finally:
             p.kill()  # a hung child must not outlive the test (tests that wait for children)
     assert p.returncode == 3
-    assert out.split() == ["finally", "ran", "KeyboardInterrupt"]
+    assert out.split() == ["KeyboardInterrupt", "finally", "ran", "KeyboardInterrupt"]
+
+
+def test_keyboard_interrupt_from_a_programs_own_handler_reaches_main(tmp_path):
+    """A handler of the program's that raises KeyboardInterrupt (here on SIGTERM, as
+    ``python -m lwp.wsgi`` had) interrupts ``main`` as Ctrl-C does; it escaped lwp.run's
+    wait and ``main`` got only the shutdown's Cancelled."""
+    script = tmp_path / "sigterm.py"
+    script.write_text(_CTRL_C_SCRIPT.format(prelude=(
+        "def on_term(signum, frame):\n"
+        "    raise KeyboardInterrupt\n"
+        "signal.signal(signal.SIGTERM, on_term)\n")))
+    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True) as p:
+        try:
+            assert p.stdout.readline().strip() == "ready"
+            p.send_signal(signal.SIGTERM)
+            out, _ = p.communicate(timeout=20)
+        finally:
+            p.kill()
+    assert p.returncode == 3
+    assert out.split() == ["KeyboardInterrupt", "finally", "ran", "KeyboardInterrupt"]
 
 
 def test_ctrl_c_while_the_main_thread_holds_an_lwp_lock(tmp_path):

@@ -546,7 +546,9 @@ def _join_interruptibly(t):
     while ``main`` runs, as :class:`asyncio.Runner` does, SIGINT gets a handler
     that only notes the interrupt and rings a bell (a lock of this function's
     own); the interrupt is thrown into ``main`` from here, where no lock is
-    held.  A handler the program installed itself is left alone.
+    held.  A handler the program installed itself is left alone, and a
+    KeyboardInterrupt one of its handlers raises (on SIGTERM, say) is forwarded
+    into ``main`` too.
     """
     if not _may_own_sigint():
         try:
@@ -574,7 +576,10 @@ def _join_interruptibly(t):
     try:
         t.add_done_callback(ring)
         while not t.done():
-            bell.acquire()
+            try:
+                bell.acquire()
+            except KeyboardInterrupt:  # raised by a handler of the program's (SIGTERM...)
+                interrupts.append(None)
             while interrupts and not t.done():
                 interrupts.pop()
                 t._throw(KeyboardInterrupt())
