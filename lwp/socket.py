@@ -159,7 +159,7 @@ class socket(_std_socket):
                 raise _timed_out()
         lwp = _current_lwp()
         if lwp is not None and lwp.current is not None:
-            ready = lwp.wait_fd(fd, write, remaining)  # few frames: see _io
+            ready = lwp.wait_fd(fd, write, remaining)
         else:
             ready = (_wait_writable if write else _wait_readable)(fd, remaining)
         if not ready:
@@ -175,37 +175,19 @@ class socket(_std_socket):
 
         Each call is charged to the thread's I/O budget
         (:meth:`lwp._core.lwp.LWP.io_spend`), so a connection whose peer
-        always answers at once cannot starve the others.  The wait is inlined
-        (the LWP's ``wait_fd`` called straight from here) to keep the stack of
-        a parked thread short: see the recursion note in the module's tests.
+        always answers at once cannot starve the others.
         """
         lwp = _current_lwp()
-        green = lwp is not None and lwp.current is not None
-        if green:
+        if lwp is not None and lwp.current is not None:
             lwp.io_spend()  # before the call: a Cancelled raised there loses no data
         try:
             return method(self, *args)
         except BlockingIOError:
             if self._timeout == 0.0:
                 raise
-        timeout = self._timeout
-        deadline = None if timeout is None else _monotonic() + timeout
+        deadline = self._deadline()
         while True:
-            fd = _ss.fileno(self)
-            if fd < 0:
-                raise OSError(_errno.EBADF, "Bad file descriptor")
-            if deadline is None:
-                remaining = None
-            else:
-                remaining = deadline - _monotonic()
-                if remaining <= 0:
-                    raise _timed_out()
-            if green:
-                ready = lwp.wait_fd(fd, write, remaining)
-            else:
-                ready = (_wait_writable if write else _wait_readable)(fd, remaining)
-            if not ready:
-                raise _timed_out()
+            self._wait(write, deadline)
             try:
                 return method(self, *args)
             except BlockingIOError:
