@@ -13,62 +13,15 @@ import os
 import sys
 import tempfile
 import threading
-import time
 
 import pytest
 
-from helpers import N_TICKS
+from helpers import N_TICKS, progress_while, settle
 import lwp
 import lwp.socket as socket
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-def start_ticker():
-    """A green thread counting its steps (1 ms sleeps): returns (ticks list, thread)."""
-    ticks = [0]
-
-    def tick():
-        while True:
-            ticks[0] += 1
-            lwp.sleep(0.001)
-
-    return ticks, lwp.spawn(tick, name="ticker")
-
-
-def when_ticked(ticks, fn, n=N_TICKS):
-    """An OS thread that calls ``fn()`` once ``ticks[0] >= n`` (after 5 s at the latest)."""
-    def run():
-        deadline = time.monotonic() + 5
-        while ticks[0] < n and time.monotonic() < deadline:
-            time.sleep(0.001)
-        fn()
-
-    th = threading.Thread(target=run)
-    th.start()
-    return th
-
-
-def progress_while(block, release):
-    """In a green thread: ``block()`` must park until ``release()`` (called from an OS
-    thread once a ticker on the same LWP has ticked N_TICKS times).  Returns
-    block()'s result and the ticks seen when it returned."""
-    ticks, ticker = start_ticker()
-    th = when_ticked(ticks, release)
-    try:
-        result = block()
-        seen = ticks[0]
-    finally:
-        th.join(10)
-        ticker.cancel()
-    return result, seen
-
-
-def settle():
-    """Let the threads just spawned on this LWP run until they park (lwps=1)."""
-    for _ in range(3):
-        lwp.sleep(0)
-
 
 def run1(main):
     return lwp.run(main, lwps=1)
