@@ -13,8 +13,6 @@ import lwp
 
 def wait_until(predicate, timeout=5.0, step=0.001):
     """Poll ``predicate`` (from a green or OS thread) until true; fail after ``timeout``."""
-    import time
-
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -54,6 +52,11 @@ def progress_while(block, release):
     finally:
         th.join(10)
         ticker.cancel()
+
+
+def run1(main):
+    """``lwp.run(main)`` on one LWP: every thread the test spawns shares it."""
+    return lwp.run(main, lwps=1)
 
 
 def settle():

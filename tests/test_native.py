@@ -20,6 +20,7 @@ import weakref
 
 import pytest
 
+from helpers import wait_until
 from lwp._core import native
 from lwp._core.native import ActivationPool, CompletionQueue
 
@@ -67,13 +68,6 @@ def wait_for(cq, efd, n, timeout=TIMEOUT):
 def wait_one(cq, efd):
     [c] = wait_for(cq, efd, 1)
     return c
-
-
-def wait_until(predicate, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
 
 
 def eventfd_value(fd):

@@ -9,14 +9,10 @@ import threading
 
 import pytest
 
-from helpers import N_TICKS, progress_while, settle
+from helpers import N_TICKS, progress_while, run1, settle
 import lwp
 import lwp.select as select
 import lwp.socket as socket
-
-
-def run1(main):
-    return lwp.run(main, lwps=1)
 
 
 def test_reexports_the_standard_module():

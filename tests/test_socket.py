@@ -16,16 +16,12 @@ import threading
 
 import pytest
 
-from helpers import N_TICKS, progress_while, settle
+from helpers import N_TICKS, progress_while, run1, settle
 import lwp
 import lwp.socket as socket
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-def run1(main):
-    return lwp.run(main, lwps=1)
-
 
 def pending_connect_target(extra=3):
     """A listener with backlog 0 whose queue is full: a further TCP connect to it

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from helpers import N_TICKS, progress_while, settle, start_ticker, wait_until
+from helpers import N_TICKS, progress_while, run1, settle, start_ticker, wait_until
 import lwp
 import lwp.subprocess as subprocess
 
@@ -14,10 +14,6 @@ PY = sys.executable
 READ_STDIN = [PY, "-c", "import sys; sys.stdin.buffer.read()"]  # exits once stdin closes
 CAT = [PY, "-c", "import shutil, sys; shutil.copyfileobj(sys.stdin.buffer, sys.stdout.buffer)"]
 ECHO = [PY, "-c", "import os\nwhile True:\n d = os.read(0, 65536)\n if not d: break\n os.write(1, d)"]
-
-
-def run1(main):
-    return lwp.run(main, lwps=1)
 
 
 def test_names():
