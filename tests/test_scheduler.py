@@ -261,15 +261,8 @@ except KeyboardInterrupt:
 def test_ctrl_c_interrupts_main_runs_finally_and_exits(tmp_path):
     script = tmp_path / "ctrlc.py"
     script.write_text(_CTRL_C_SCRIPT.format(prelude=""))
-    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True) as p:
-        try:
-            assert p.stdout.readline().strip() == "ready"
-            p.send_signal(signal.SIGINT)
-            out, _ = p.communicate(timeout=20)
-        finally:
-            p.kill()  # a hung child must not outlive the test (tests that wait for children)
-    assert p.returncode == 3
-    assert out.split() == ["KeyboardInterrupt", "finally", "ran", "KeyboardInterrupt"]
+    assert _signal_when_ready(script, signal.SIGINT) == (
+        3, ["KeyboardInterrupt", "finally", "ran", "KeyboardInterrupt"])
 
 
 def test_keyboard_interrupt_from_a_programs_own_handler_reaches_main(tmp_path):
@@ -281,15 +274,21 @@ def test_keyboard_interrupt_from_a_programs_own_handler_reaches_main(tmp_path):
         "def on_term(signum, frame):\n"
         "    raise KeyboardInterrupt\n"
         "signal.signal(signal.SIGTERM, on_term)\n")))
+    assert _signal_when_ready(script, signal.SIGTERM) == (
+        3, ["KeyboardInterrupt", "finally", "ran", "KeyboardInterrupt"])
+
+
+def _signal_when_ready(script, signum):
+    """Run ``script``, send it ``signum`` once it prints "ready"; (exit status, words
+    it printed after)."""
     with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True) as p:
         try:
             assert p.stdout.readline().strip() == "ready"
-            p.send_signal(signal.SIGTERM)
+            p.send_signal(signum)
             out, _ = p.communicate(timeout=20)
         finally:
-            p.kill()
-    assert p.returncode == 3
-    assert out.split() == ["KeyboardInterrupt", "finally", "ran", "KeyboardInterrupt"]
+            p.kill()  # a hung child must not outlive the test (tests that wait for children)
+    return p.returncode, out.split()
 
 
 def test_ctrl_c_while_the_main_thread_holds_an_lwp_lock(tmp_path):
