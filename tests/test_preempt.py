@@ -79,6 +79,13 @@ def heartbeat(beats, flag, n=20):
     flag.set()
 
 
+def beat_until(beats, flag):
+    """Beat every 1 ms, counting in ``beats[0]``, until ``flag`` is set."""
+    while not flag:
+        beats[0] += 1
+        lwp.sleep(0.001)
+
+
 def preemptions():
     return preempt.counters(park.current_lwp())["preemptions"]
 
@@ -137,26 +144,20 @@ def test_spinning_thread_does_not_stop_a_heartbeat_on_its_lwp():
 def test_slices_off_means_no_preemption(monkeypatch):
     monkeypatch.setenv("LWP_SLICE_MS", "0")
     flag = Flag()
-    beats = 0
+    beats = [0]
     beats_when_stopped = None
 
     def stop():
         nonlocal beats_when_stopped
-        beats_when_stopped = beats
+        beats_when_stopped = beats[0]
         flag.set("timer")
 
     def main():
         assert park.current_lwp().sched.monitor.time_slice == 0
 
-        def heartbeat():
-            nonlocal beats
-            while not flag:
-                beats += 1
-                lwp.sleep(0.001)
-
-        h = lwp.spawn(heartbeat)
+        h = lwp.spawn(beat_until, beats, flag)
         lwp.sleep(0.01)  # the heartbeat beats a few times, then sleeps in its loop
-        beats_before_spin = beats
+        beats_before_spin = beats[0]
         timer = threading.Timer(0.3, stop)
         timer.start()
         spin_until(flag)
@@ -219,13 +220,7 @@ def test_preempted_thread_keeps_locals_exception_contextvars_and_local():
 @needs_preemption
 def test_no_preempt_section_is_not_preempted():
     flag = Flag()
-    beats = 0
-
-    def heartbeat():
-        nonlocal beats
-        while not flag:
-            beats += 1
-            lwp.sleep(0.001)
+    beats = [0]
 
     def hog():
         t = lwp.current()
@@ -233,18 +228,18 @@ def test_no_preempt_section_is_not_preempted():
         with no_preempt():
             with no_preempt():  # sections nest
                 assert t._preempt_off == 2
-                start, n0 = beats, preemptions()
+                start, n0 = beats[0], preemptions()
                 spin_for(0.15)  # fifteen slices
-                inside = (beats - start, preemptions() - n0)
+                inside = (beats[0] - start, preemptions() - n0)
             assert t._preempt_off == 1
         assert t._preempt_off == 0
-        start = beats
-        while beats == start and not flag:  # preempted again once out of the section
+        start = beats[0]
+        while beats[0] == start and not flag:  # preempted again once out of the section
             pass
-        return inside, beats > start
+        return inside, beats[0] > start
 
     def main():
-        h = lwp.spawn(heartbeat)
+        h = lwp.spawn(beat_until, beats, flag)
         inside, beat_after = lwp.spawn(hog).join()
         flag.set()
         h.join()
@@ -307,7 +302,7 @@ def test_lone_thread_is_left_alone():
 def test_user_code_called_back_by_lwp_is_not_preempted():
     """An item's __lt__ runs inside a PriorityQueue operation: no switch there."""
     flag = Flag()
-    beats = 0
+    beats = [0]
     seen = []
 
     class Slow:
@@ -315,30 +310,24 @@ def test_user_code_called_back_by_lwp_is_not_preempted():
             self.n = n
 
         def __lt__(self, other):
-            start, n0 = beats, preemptions()
+            start, n0 = beats[0], preemptions()
             spin_for(0.05)
-            seen.append((beats - start, preemptions() - n0))
+            seen.append((beats[0] - start, preemptions() - n0))
             return self.n < other.n
 
-    def heartbeat():
-        nonlocal beats
-        while not flag:
-            beats += 1
-            lwp.sleep(0.001)
-
     def main():
-        h = lwp.spawn(heartbeat)
+        h = lwp.spawn(beat_until, beats, flag)
         lwp.sleep(0.005)
         q = lwp.PriorityQueue()
         q.put(Slow(2))
         q.put(Slow(1))  # compares with the first item inside lwp's put
         assert q.get().n == 1
-        start = beats
-        while beats == start and not flag:
+        start = beats[0]
+        while beats[0] == start and not flag:
             pass  # but the same thread is preempted in its own code
         flag.set()
         h.join()
-        return beats > start
+        return beats[0] > start
 
     try:
         preempted_outside = lwp.run(main, lwps=1)
@@ -353,18 +342,12 @@ def test_thread_blocked_in_c_is_preempted_once_back_in_python():
     """Armed while blocked in C, the hook waits (3.11), or steps back and retries
     ever less often (3.12, where an armed hook slows every thread down)."""
     flag = Flag()
-    beats = 0
+    beats = [0]
     seen = []
-
-    def heartbeat():
-        nonlocal beats
-        while not flag:
-            beats += 1
-            lwp.sleep(0.001)
 
     def main():
         here = park.current_lwp()
-        h = lwp.spawn(heartbeat)
+        h = lwp.spawn(beat_until, beats, flag)
         lwp.sleep(0.005)
 
         def look():
@@ -377,12 +360,12 @@ def test_thread_blocked_in_c_is_preempted_once_back_in_python():
         looker.start()
         os_sleep(0.5)  # the real time.sleep: blocks the LWP with the GIL released
         looker.join()
-        start = beats
-        while beats == start and not flag:
+        start = beats[0]
+        while beats[0] == start and not flag:
             pass
         flag.set()
         h.join()
-        return beats > start
+        return beats[0] > start
 
     try:
         preempted = lwp.run(main, lwps=1)
@@ -420,33 +403,27 @@ def test_settrace_user_keeps_its_events_and_preemption_steps_aside():
 
     def main():
         here = park.current_lwp()
-        beats = 0
+        beats = [0]
 
-        def heartbeat():
-            nonlocal beats
-            while not flag:
-                beats += 1
-                lwp.sleep(0.001)
-
-        h = lwp.spawn(heartbeat)
+        h = lwp.spawn(beat_until, beats, flag)
         lwp.sleep(0.005)
         n0 = preemptions()
         sys.settrace(tracer)
         try:
-            start = beats
+            start = beats[0]
             spin_until_refused(here)
-            traced_beats = beats - start
+            traced_beats = beats[0] - start
             status = preempt.status(here)
         finally:
             sys.settrace(None)
         busy = preempt.counters(here)["preempt_hook_busy"]
         n1 = preemptions()
-        start = beats
-        while beats == start and not flag:  # hook free again: preemption is back
+        start = beats[0]
+        while beats[0] == start and not flag:  # hook free again: preemption is back
             pass
         flag.set()
         h.join()
-        return traced_beats, status, busy, n1 - n0, beats > start
+        return traced_beats, status, busy, n1 - n0, beats[0] > start
 
     try:
         traced_beats, status, busy, preempted_while_traced, back = lwp.run(main, lwps=1)
