@@ -195,36 +195,18 @@ def test_subclass_class_attributes_and_methods():
     assert lwp.run(main) == (("blue", "hello blue"), ("red", "hello red"))
 
 
-def test_values_dropped_when_the_green_thread_finishes():
+@pytest.mark.parametrize("refers_to_its_thread", [False, True])
+def test_values_dropped_when_the_green_thread_finishes(refers_to_its_thread):
+    """Also a value that refers back to its thread (which a store keyed weakly by
+    the thread would keep alive for good)."""
     def main():
         loc = lwp.local()
         refs = []
 
         def worker():
             box = Box()
-            refs.append(weakref.ref(box))
-            loc.box = box
-
-        t = lwp.spawn(worker)
-        t.join(5)
-        del t
-        lwp.sleep(0.01)  # through the hub, whose frame may still refer to the last thread it ran
-        gc.collect()
-        return refs[0]() is None
-
-    assert lwp.run(main)
-
-
-def test_value_referring_to_its_own_thread_is_dropped():
-    """A value that refers back to its thread (which a store keyed weakly by the
-    thread would keep alive for good) is dropped once the thread finishes."""
-    def main():
-        loc = lwp.local()
-        refs = []
-
-        def worker():
-            box = Box()
-            box.thread = lwp.current()
+            if refers_to_its_thread:
+                box.thread = lwp.current()
             refs.append(weakref.ref(box))
             loc.box = box
 
