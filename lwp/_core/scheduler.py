@@ -94,8 +94,12 @@ DNS, arbitrary C code) run on an activation; see ``activation``.  Calls lwp
 cannot see at all stall their LWP: the monitor (``monitor``) notices an LWP
 that has not switched for longer than a threshold, moves its unstarted threads
 away and, if its kernel thread is blocked (not running Python, not runnable
-and waiting for a CPU), adds a compensating LWP, as Solaris did on SIGWAITING
-and Go's sysmon does when it hands a P away from an M stuck in a syscall.
+and waiting for a CPU), adds compensating LWPs, as Solaris did on SIGWAITING
+and Go's sysmon does when it hands a P away from an M stuck in a syscall: as
+many as it takes for ``lwps`` LWPs to be able to run, where an LWP that has
+sat a whole sample without a switch, its kernel thread not runnable, counts
+as lost already (an LWP added for threads that block one after another blocks
+on the first of them).
 
 Shutdown
 --------
