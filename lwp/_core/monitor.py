@@ -36,8 +36,8 @@ awake but has not switched for longer than ``threshold`` is *stalled*.  Then:
    rest of the run.  Its unstarted threads still move to the LWPs already
    there, which cost nothing to use and may have a CPU.  ``/proc`` is read
    only for an LWP that has not switched for a sample, when one of these
-   decisions needs it; where it cannot be read, the
-   thread counts as blocked;
+   decisions needs it; where it cannot be read, the thread counts as
+   blocked;
 4. a stall that lasts longer than ``log_after`` (``$LWP_STALL_LOG_MS``,
    default 500 ms) is logged on the ``lwp.monitor`` logger with the stuck
    thread's name and stack, at most once per stall and every ``log_every``
