@@ -2,6 +2,7 @@
 
 import ctypes
 import logging
+import os
 import threading
 import time
 
@@ -71,6 +72,48 @@ def test_blocked_c_call_gets_compensation():
     finally:
         unsubscribe()
     assert ("lwp_added", "compensating") in seen
+
+
+def test_compensation_keeps_up_with_threads_that_block_one_after_another():
+    """Six threads block in C, each on whichever LWP starts it, on 2 LWPs.
+    Once the monitor has confirmed one LWP blocked, it adds as many LWPs as
+    needed and counts as lost those that sat still outside Python for one
+    sample, so all six calls are in progress before it has flagged any LWP
+    but the first two (it used to add the next LWP only once the last one
+    added had stalled for a whole threshold: one flag per call)."""
+    libc = ctypes.CDLL(None)
+    n, r, w = 6, *os.pipe()
+    entered, seen = [], []
+    unsubscribe = lwp.upcalls.subscribe(lambda e, **info: seen.append((e, info["lwp"].index)),
+                                        events="lwp_blocked")
+
+    def block():
+        entered.append(lwp.current())
+        libc.read(r, ctypes.create_string_buffer(1), 1)  # in the kernel until released
+
+    def release():  # an OS thread: every LWP may be blocked
+        deadline = time.monotonic() + 10
+        while len(entered) < n and time.monotonic() < deadline:
+            time.sleep(0.001)
+        seen.append(("all entered", len(entered)))
+        os.write(w, b"x" * n)
+
+    def main():
+        for t in [lwp.spawn(block) for _ in range(n)]:
+            t.join(10)
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    try:
+        lwp.run(main, lwps=2, stall_threshold=0.2)  # a flag per LWP takes 200 ms
+    finally:
+        unsubscribe()
+        releaser.join(10)
+        os.close(r)
+        os.close(w)
+    at = [e for e, _ in seen].index("all entered")
+    assert seen[at] == ("all entered", n)
+    assert len({i for e, i in seen[:at] if e == "lwp_blocked"}) <= 2
 
 
 def _fake_task_state(monkeypatch, state):

@@ -18,10 +18,16 @@ awake but has not switched for longer than ``threshold`` is *stalled*.  Then:
    is runnable (state ``R`` in ``/proc/self/task/<tid>/stat``): then it is
    *starved*, waiting for a CPU the machine has not given it, as under a
    burst of load on few cores.  A blocked thread, and only a blocked one, is
-   *compensated*: if fewer LWPs than configured can run while threads wait, a
-   compensating LWP starts (up to ``max_lwps`` in all), as Solaris added an
-   LWP on SIGWAITING and Java's ForkJoinPool compensates for a blocked
-   worker.  A thread that is running Python (a long computation) gets no
+   *compensated*: if fewer LWPs than configured can run while threads wait,
+   compensating LWPs start, as many as it takes (no more than there are
+   unstarted threads for them, up to ``max_lwps`` in all), as Solaris added
+   an LWP on SIGWAITING and Java's ForkJoinPool compensates for a blocked
+   worker.  In this count an LWP cannot run once it is stalled, or once it
+   *looks blocked*: awake a whole sample without a switch, its kernel thread
+   not runnable (``looks_blocked``).  Threads that block one after another
+   block each LWP added for them at once; waiting for that LWP to stall too
+   would let only one such call start per threshold and configured LWP.  A
+   thread that is running Python (a long computation) gets no
    compensation: under the GIL another LWP would only compete with it for the
    interpreter; preemption is the answer there.  Nor does a starved one
    (Go's ``sysmon`` too hands off only a thread blocked in a system call):
@@ -29,8 +35,9 @@ awake but has not switched for longer than ``threshold`` is *stalled*.  Then:
    threads moved to it, would outlive the burst and share the GIL for the
    rest of the run.  Its unstarted threads still move to the LWPs already
    there, which cost nothing to use and may have a CPU.  ``/proc`` is read
-   only for an LWP that already looks blocked; where it cannot be read, the
-   thread counts as blocked;
+   only for an LWP that has not switched for a sample, when one of these
+   decisions needs it; where it cannot be read, the thread counts as
+   blocked;
 4. a stall that lasts longer than ``log_after`` (``$LWP_STALL_LOG_MS``,
    default 500 ms) is logged on the ``lwp.monitor`` logger with the stuck
    thread's name and stack, at most once per stall and every ``log_every``
@@ -125,6 +132,7 @@ class Monitor:
         self._last_check = None  # time of the previous sample
         self._seen = {}     # lwp -> (ticks, monotonic time they last changed)
         self._backlog = {}  # lwp -> threads_run when a backlog was last seen, else None
+        self._looks_blocked = {}  # lwp -> looks_blocked(lwp), for this sample
         # True while some LWP runs one thread past its time slice, or is stalled and not
         # known to be blocked outside Python, and for HOG_MEMORY after (a preempted hog
         # switches, then overruns its next slice): another kernel thread that gives the GIL
@@ -154,6 +162,7 @@ class Monitor:
         awake = hog = False
         gap = 0.0 if self._last_check is None else now - self._last_check  # since the last sample
         self._last_check = now
+        self._looks_blocked.clear()
         for lwp in self.sched.lwps():
             if lwp._newq and lwp.busy_since is not None and self._backlog.get(lwp) == lwp.threads_run:
                 self.sched.backlog_persists(lwp)
@@ -193,6 +202,9 @@ class Monitor:
                     self._report(lwp, stalled_for)
             if lwp.stalled_since is None:
                 self._logged.discard(lwp)
+        for lwp in self.sched.lwps():
+            if lwp not in self._seen:  # added by this sample's compensation: watched from now
+                self._seen[lwp] = (lwp.ticks, time.monotonic())
         for lwp in [x for x in self._seen if x.ident is not None and not x._thread.is_alive()]:
             for table in (self._seen, self._backlog, self._where):
                 table.pop(lwp, None)
@@ -201,6 +213,27 @@ class Monitor:
             self._hog_seen = now
         self.hog = self._hog_seen is not None and now - self._hog_seen < HOG_MEMORY
         return awake
+
+    def looks_blocked(self, lwp):
+        """True if ``lwp`` has been awake a whole sample period without a switch
+        and its kernel thread is not runnable (not running Python, not waiting
+        for a CPU): it cannot take a thread now.  Monitor thread only.
+
+        One sample of evidence, where confirming a blocked LWP takes a stall
+        threshold and more: the scheduler counts with it the LWPs that can run
+        when it compensates for one already confirmed (``_move_new_threads``).
+        A thread waiting that long for the GIL looks the same; an LWP added for
+        it takes the unstarted threads queued behind it and, idle, retires.
+        ``/proc`` is read at most once per LWP per sample.
+        """
+        known = self._looks_blocked.get(lwp)
+        if known is None:
+            last, since = self._seen.get(lwp), lwp.busy_since
+            known = (last is not None and since is not None and last[0] == lwp.ticks
+                     and self._last_check - max(last[1], since) >= self._busy_period()
+                     and self.task_state(lwp._thread.native_id) != "R")
+            self._looks_blocked[lwp] = known
+        return known
 
     @staticmethod
     def _position(lwp):

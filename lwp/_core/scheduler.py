@@ -94,8 +94,12 @@ DNS, arbitrary C code) run on an activation; see ``activation``.  Calls lwp
 cannot see at all stall their LWP: the monitor (``monitor``) notices an LWP
 that has not switched for longer than a threshold, moves its unstarted threads
 away and, if its kernel thread is blocked (not running Python, not runnable
-and waiting for a CPU), adds a compensating LWP, as Solaris did on SIGWAITING
-and Go's sysmon does when it hands a P away from an M stuck in a syscall.
+and waiting for a CPU), adds compensating LWPs, as Solaris did on SIGWAITING
+and Go's sysmon does when it hands a P away from an M stuck in a syscall: as
+many as it takes for ``lwps`` LWPs to be able to run, where an LWP that has
+sat a whole sample without a switch, its kernel thread not runnable, counts
+as lost already (an LWP added for threads that block one after another blocks
+on the first of them).
 
 Shutdown
 --------
@@ -323,7 +327,12 @@ class Scheduler:
 
     def lwp_still_blocked(self, lwp, cause):
         """Monitor, each sample while ``lwp`` stays stuck: keep its queue moving,
-        and compensate if its thread is blocked outside Python (see monitor.py).
+        and compensate if its thread is blocked outside Python (see monitor.py):
+        add LWPs until ``configured_lwps`` can run (``_shortfall``).  An LWP
+        cannot run if it is stalled or looks blocked at this sample
+        (``Monitor.looks_blocked``): an LWP added for threads that block one
+        after another is lost as soon as it starts one, and counted as able to
+        run until it stalled, it held back the next for a whole threshold.
 
         ``cause`` is ``"blocked"`` (in the kernel or in C), ``"python"`` (a long
         computation) or ``"starved"`` (runnable, waiting for a CPU).  A thread
@@ -347,15 +356,32 @@ class Scheduler:
         with lwp._lock:
             moved = list(lwp._newq)
             lwp._newq.clear()
-        runnable = [x for x in self._pool if x.stalled_since is None]
-        waiting = moved or any(x._newq or x._runq for x in runnable)
-        if (compensate and waiting and len(runnable) < self.configured_lwps
-                and len(self._pool) + len(self._bound) < self.max_lwps):
-            runnable.append(self._add_lwp("compensating"))
+        unflagged = [x for x in self._pool if x.stalled_since is None]
+        stuck = [x for x in unflagged if self.monitor.looks_blocked(x)]
+        runnable = [x for x in unflagged if x not in stuck]
+        if compensate:
+            stranded = len(moved) + sum(len(x._newq) for x in stuck)
+            for _ in range(self._shortfall(runnable, stranded)):
+                runnable.append(self._add_lwp("compensating"))
         targets = sorted(runnable, key=LWP.load) or [lwp]
         for i, t in enumerate(moved):
             if not targets[i % len(targets)].push_new(t):
                 self._place(t)
+
+    def _shortfall(self, runnable, stranded):
+        """How many compensating LWPs to add for a blocked LWP: as many as it
+        takes for ``configured_lwps`` to be able to run (within ``max_lwps``),
+        but no more than the ``stranded`` unstarted threads they can take over
+        (moved off the blocked LWP, or queued on LWPs that look blocked too:
+        the new ones steal those), or one if only ``runnable`` LWPs have work.
+        """
+        short = min(self.configured_lwps - len(runnable),
+                    self.max_lwps - len(self._pool) - len(self._bound))
+        if short <= 0:
+            return 0
+        if stranded:
+            return min(short, stranded)
+        return 1 if any(x._newq or x._runq for x in runnable) else 0
 
     def backlog_persists(self, lwp):
         """Monitor: ``lwp`` has had unstarted threads for a whole sample period.
