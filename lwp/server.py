@@ -78,116 +78,16 @@ _SKIP_ERRNOS = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, e
                 errno.ENETUNREACH, errno.EAGAIN, errno.EINTR}
 BACKOFF_MIN, BACKOFF_MAX = 0.01, 1.0
 
+from . import socket as _lwp_socket
 from .monkey import get_original as _get_original
 
 _std_socket_class = _get_original("socket", "socket")  # the real one, even after lwp.monkey
 
 
-class _GreenSocket(_std_socket_class):
-    """A socket whose blocking calls park the green thread (used until lwp.socket exists).
-
-    The descriptor is non-blocking; ``settimeout`` sets the timeout of the
-    cooperative waits.  In a plain OS thread the waits block in ``poll``.
-    """
-
-    __slots__ = ("_lwp_timeout",)
-
-    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
-        super().__init__(family, type, proto, fileno)
-        self._lwp_timeout = None
-        super().settimeout(0)
-
-    def settimeout(self, timeout):
-        self._lwp_timeout = timeout
-
-    def gettimeout(self):
-        return self._lwp_timeout
-
-    def setblocking(self, flag):
-        self._lwp_timeout = None if flag else 0.0
-
-    def _wait(self, write):
-        t = self._lwp_timeout
-        if t == 0.0:
-            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-        if not park._wait_fd(self.fileno(), write, t):
-            raise TimeoutError("timed out")
-
-    def recv(self, n, flags=0):
-        while True:
-            try:
-                return _recv(self, n, flags)
-            except BlockingIOError:
-                self._wait(False)
-
-    def recv_into(self, buf, n=0, flags=0):
-        while True:
-            try:
-                return _recv_into(self, buf, n, flags)
-            except BlockingIOError:
-                self._wait(False)
-
-    def send(self, data, flags=0):
-        while True:
-            try:
-                return _send(self, data, flags)
-            except BlockingIOError:
-                self._wait(True)
-
-    def sendall(self, data, flags=0):
-        try:
-            sent = _send(self, data, flags)
-        except BlockingIOError:
-            sent = 0
-        total = len(data)
-        if sent == total:  # the common case: the socket buffer took it all
-            return
-        view = memoryview(data).cast("B")
-        total = len(view)
-        while sent < total:
-            try:
-                sent += _send(self, view[sent:], flags)
-            except BlockingIOError:
-                self._wait(True)
-
-    def accept(self):
-        while True:
-            try:
-                fd, addr = self._accept()
-            except BlockingIOError:
-                self._wait(False)
-                continue
-            return _GreenSocket(self.family, self.type, self.proto, fileno=fd), addr
-
-    def close(self):
-        if self.fileno() >= 0:
-            park.fd_closing(self.fileno())
-        super().close()
-
-
-_cls = []
-
-
-def _socket_class():
-    """lwp.socket.socket once that module exists, else the minimal _GreenSocket."""
-    if not _cls:
-        try:
-            from . import socket as lwp_socket
-            _cls.append(lwp_socket.socket)
-        except ImportError:
-            _cls.append(_GreenSocket)
-    return _cls[0]
-
-
-_recv = _std_socket_class.recv
-_recv_into = _std_socket_class.recv_into
-_send = _std_socket_class.send
-
-
 def cooperative_socket(sock):
     """Wrap a connected or listening stdlib socket into a cooperative one (takes it over)."""
     fd = sock.detach()
-    return _socket_class()(sock.family, sock.type, sock.proto, fileno=fd)
+    return _lwp_socket.socket(sock.family, sock.type, sock.proto, fileno=fd)
 
 
 def _make_listener(address, backlog, reuse_port, family=None):
@@ -421,7 +321,7 @@ class StreamServer:
     def _prepare(self, fd):
         """A cooperative socket for an accepted descriptor."""
         lst = self._listener
-        conn = _socket_class()(lst.family, lst.type, lst.proto, fileno=fd)
+        conn = _lwp_socket.socket(lst.family, lst.type, lst.proto, fileno=fd)
         if self._tcp and self.nodelay:
             try:
                 conn.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)

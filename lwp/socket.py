@@ -31,9 +31,12 @@ plain OS thread the waits block in ``poll(2)``, so these sockets work there
 too, with the standard blocking semantics.
 
 Several green threads may wait on one socket at once, as kernel threads may
-block in ``recv`` on one socket: waiters for the same direction are woken one
-at a time, first come first served, and which thread gets which bytes is up
-to the order they run in.  ``close`` (and ``detach``) wake every thread
+block in ``recv`` on one socket: new data (or room) wakes the waiters of that
+direction in the order they came, and which thread gets which bytes is up to
+the order they run in; those that find nothing wait again.  A socket is
+registered once in its LWP's ``epoll`` set, edge-triggered, and a call on a
+socket known not to be ready waits first instead of failing with ``EAGAIN``
+(:mod:`lwp._core.poller`).  ``close`` (and ``detach``) wake every thread
 parked on the descriptor, by these methods or by other means
 (``lwp.os.read``, ``wait_readable``), with an :class:`OSError` (``EBADF``).
 A thread whose calls keep succeeding without waiting lets the others run
@@ -59,6 +62,7 @@ from ._core.activation import blocking as _blocking
 from ._core.park import current as _current
 from ._core.park import current_lwp as _current_lwp
 from ._core.park import fd_closing as _fd_closing
+from ._core.park import fd_reused as _fd_reused
 from ._core.park import wait_readable as _wait_readable
 from ._core.park import wait_writable as _wait_writable
 from ._core.timeout import sleep as _sleep
@@ -83,6 +87,14 @@ _c_proto = _ss.proto.__get__
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
 
 
+def _nbytes(buffer):
+    """The size in bytes of a bytes-like object."""
+    if type(buffer) is bytes or type(buffer) is bytearray:
+        return len(buffer)
+    with memoryview(buffer) as view:
+        return view.nbytes
+
+
 def _timed_out():
     return TimeoutError("timed out")
 
@@ -96,7 +108,7 @@ class socket(_std_socket):
     and applied to the cooperative waits.
     """
 
-    __slots__ = ("_timeout",)
+    __slots__ = ("_timeout", "_stream")
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         if fileno is None:
@@ -109,8 +121,10 @@ class socket(_std_socket):
             type |= _SOCK_NONBLOCK  # born non-blocking: no fcntl (Linux)
         super().__init__(family, type, proto, fileno)
         self._timeout = getdefaulttimeout()
+        self._stream = _c_type(self) == SOCK_STREAM  # a short transfer means a buffer limit
         if fileno is not None or not _SOCK_NONBLOCK:
             _ss.settimeout(self, 0.0)
+        _fd_reused(_ss.fileno(self))
 
     # -- the Python-level timeout --------------------------------------------------------
 
@@ -147,7 +161,12 @@ class socket(_std_socket):
     # -- waiting ----------------------------------------------------------------------------
 
     def _wait(self, write, deadline):
-        """Wait until the socket is readable (writable if ``write``) or ``deadline`` passes."""
+        """Wait until the socket is readable (writable if ``write``) or ``deadline`` passes.
+
+        Only right after the socket was found not ready in that direction
+        (``EAGAIN``, ``EINPROGRESS``, an SSL *want*): a green thread waits
+        on the socket's edge registration (see :mod:`lwp._core.poller`).
+        """
         fd = _ss.fileno(self)
         if fd < 0:
             raise OSError(_errno.EBADF, "Bad file descriptor")
@@ -159,7 +178,7 @@ class socket(_std_socket):
                 raise _timed_out()
         lwp = _current_lwp()
         if lwp is not None and lwp.current is not None:
-            ready = lwp.wait_fd(fd, write, remaining)
+            ready = lwp.wait_fd(fd, write, remaining, True)
         else:
             ready = (_wait_writable if write else _wait_readable)(fd, remaining)
         if not ready:
@@ -169,17 +188,52 @@ class socket(_std_socket):
         timeout = self._timeout
         return None if timeout is None else _monotonic() + timeout
 
-    def _io(self, method, write, *args):
+    def _io(self, method, write, short, *args):
         """``method(self, *args)``, a C call on the non-blocking descriptor, retried
         after each wait until it stops raising BlockingIOError.
 
-        Each call is charged to the thread's I/O budget
-        (:meth:`lwp._core.lwp.LWP.io_spend`), so a connection whose peer
-        always answers at once cannot starve the others.
+        In a green thread, a socket known not to be ready (no edge since it
+        was last found so) is waited on first, without a failed call.
+        ``short``: for a stream socket, the size below which a transfer drained
+        the receive buffer (``recv``) or filled the send buffer (``send``), so
+        the socket counts as not ready until its next edge, as in Tokio; 0 when
+        a short result tells nothing (datagrams, flags).
+
+        A call made without waiting first is charged to the thread's I/O
+        budget (:meth:`lwp._core.lwp.LWP.io_spend`), so a connection whose
+        peer always answers at once cannot starve the others.
         """
         lwp = _current_lwp()
-        if lwp is not None and lwp.current is not None:
+        timeout = self._timeout
+        if lwp is None or lwp.current is None or timeout == 0.0:
+            return self._io_plain(lwp, method, write, *args)
+        fd = _ss.fileno(self)
+        deadline = None if timeout is None else _monotonic() + timeout
+        woken = not lwp.fd_ready(fd, write)
+        if not woken:
             lwp.io_spend()  # before the call: a Cancelled raised there loses no data
+        elif not lwp.wait_fd(fd, write, timeout, True):
+            raise _timed_out()
+        while True:
+            try:
+                result = method(self, *args)
+            except BlockingIOError:
+                self._wait(write, deadline)
+                woken = True
+                continue
+            # What the call says of the socket's readiness (see lwp._core.poller).
+            drained = short and result and (result if type(result) is int else len(result)) < short
+            if woken:
+                if not drained:
+                    lwp.fd_mark(fd, write, True)
+            elif drained:
+                lwp.fd_mark(fd, write, False)
+            return result
+
+    def _io_plain(self, lwp, method, write, *args):
+        """:meth:`_io` in a plain OS thread, or on a non-blocking socket."""
+        if lwp is not None and lwp.current is not None:
+            lwp.io_spend()
         try:
             return method(self, *args)
         except BlockingIOError:
@@ -214,7 +268,7 @@ class socket(_std_socket):
 
     def accept(self):
         """Wait for a connection; return ``(lwp socket, address)``."""
-        fd, addr = self._io(_ss._accept, False)
+        fd, addr = self._io(_ss._accept, False, 0)
         sock = socket(_c_family(self), _c_type(self), _c_proto(self), fileno=fd)
         return sock, addr
 
@@ -269,34 +323,37 @@ class socket(_std_socket):
 
     def recv(self, bufsize, flags=0):
         """Receive up to ``bufsize`` bytes; ``b""`` at end of stream."""
-        return self._io(_ss.recv, False, bufsize, flags)
+        return self._io(_ss.recv, False, 0 if flags or not self._stream else bufsize,
+                        bufsize, flags)
 
     def recv_into(self, buffer, nbytes=0, flags=0):
         """Receive into ``buffer``; return the number of bytes."""
-        return self._io(_ss.recv_into, False, buffer, nbytes, flags)
+        short = 0 if flags or not self._stream else nbytes or _nbytes(buffer)
+        return self._io(_ss.recv_into, False, short, buffer, nbytes, flags)
 
     def recvfrom(self, bufsize, flags=0):
         """Receive a datagram (or bytes): ``(data, address)``."""
-        return self._io(_ss.recvfrom, False, bufsize, flags)
+        return self._io(_ss.recvfrom, False, 0, bufsize, flags)
 
     def recvfrom_into(self, buffer, nbytes=0, flags=0):
         """Receive into ``buffer``: ``(nbytes, address)``."""
-        return self._io(_ss.recvfrom_into, False, buffer, nbytes, flags)
+        return self._io(_ss.recvfrom_into, False, 0, buffer, nbytes, flags)
 
     if hasattr(_ss, "recvmsg"):
         def recvmsg(self, bufsize, ancbufsize=0, flags=0):
             """Like :meth:`socket.socket.recvmsg`, waiting cooperatively."""
-            return self._io(_ss.recvmsg, False, bufsize, ancbufsize, flags)
+            return self._io(_ss.recvmsg, False, 0, bufsize, ancbufsize, flags)
 
         def recvmsg_into(self, buffers, ancbufsize=0, flags=0):
             """Like :meth:`socket.socket.recvmsg_into`, waiting cooperatively."""
-            return self._io(_ss.recvmsg_into, False, buffers, ancbufsize, flags)
+            return self._io(_ss.recvmsg_into, False, 0, buffers, ancbufsize, flags)
 
     # -- sending ----------------------------------------------------------------------------
 
     def send(self, data, flags=0):
         """Send some of ``data``; return how many bytes went."""
-        return self._io(_ss.send, True, data, flags)
+        return self._io(_ss.send, True, 0 if flags or not self._stream else _nbytes(data),
+                        data, flags)
 
     def sendall(self, data, flags=0):
         """Send all of ``data``; the timeout applies to the whole call."""
@@ -334,14 +391,14 @@ class socket(_std_socket):
             flags, addr = 0, flags_or_addr
         else:
             flags = flags_or_addr
-        return self._io(_ss.sendto, True, data, flags, self._resolve(addr))
+        return self._io(_ss.sendto, True, 0, data, flags, self._resolve(addr))
 
     if hasattr(_ss, "sendmsg"):
         def sendmsg(self, buffers, ancdata=(), flags=0, address=None):
             """Like :meth:`socket.socket.sendmsg`, waiting cooperatively."""
             if address is None:
-                return self._io(_ss.sendmsg, True, buffers, ancdata, flags)
-            return self._io(_ss.sendmsg, True, buffers, ancdata, flags,
+                return self._io(_ss.sendmsg, True, 0, buffers, ancdata, flags)
+            return self._io(_ss.sendmsg, True, 0, buffers, ancdata, flags,
                             self._resolve(address))
 
     def sendfile(self, file, offset=0, count=None):

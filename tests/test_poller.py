@@ -4,7 +4,7 @@ import errno
 
 import pytest
 
-from helpers import wait_until
+from helpers import run1, wait_until
 import lwp
 import lwp.socket as socket
 from lwp._core import park
@@ -74,3 +74,109 @@ def test_a_waiter_on_another_lwp_wakes_with_ebadf():
             return _close_under(t, a)
 
     assert lwp.run(main, lwps=1) == errno.EBADF
+
+
+# -- edge registration of lwp sockets ------------------------------------------------------
+
+class _CountingC:
+    """Stands for the C socket type in lwp.socket: counts recv calls that found nothing."""
+
+    def __init__(self, real):
+        self.real = real
+        self.eagain = 0
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def recv(self, sock, *args):
+        try:
+            return self.real.recv(sock, *args)
+        except BlockingIOError:
+            self.eagain += 1
+            raise
+
+
+def test_a_socket_waiting_for_its_next_message_makes_no_failed_recv(monkeypatch):
+    """Each wait for the next message used to cost a recv that raised EAGAIN first."""
+    counting = _CountingC(socket._ss)
+    monkeypatch.setattr(socket, "_ss", counting)
+
+    def main():
+        a, b = socket.socketpair()
+        with a, b:
+            def echo():
+                while data := b.recv(4096):
+                    b.sendall(data)
+
+            t = lwp.spawn(echo)
+            for i in range(50):
+                a.sendall(b"%d" % i)
+                assert a.recv(4096) == b"%d" % i
+            a.shutdown(socket.SHUT_WR)
+            t.join(5)
+        return counting.eagain
+
+    # The first recv of each side finds nothing before the socket is registered.
+    assert run1(main) <= 2
+
+
+def test_an_edge_left_over_by_one_reader_wakes_the_others():
+    """An edge is handed to the threads it wakes, not recorded.  One that then
+    says it left data behind (``mark(ready=True)``) must pass the edge on to
+    threads that parked meanwhile, or they wait for an edge that never comes."""
+    def main():
+        a, b = socket.socketpair()
+        with a, b:
+            poller = park.current_lwp()._poller
+            fd = b.fileno()
+            with pytest.raises(BlockingIOError):
+                socket._ss.recv(b, 1)  # nothing there: edge-wait is allowed now
+            late = lwp.spawn(poller.wait, fd, False, None, True)
+            wait_until(poller.busy)
+            poller.mark(fd, False, True)  # what a woken reader says after a full recv
+            return late.join(5)
+
+    assert run1(main) is True
+
+
+def test_end_of_stream_after_a_short_read_is_seen():
+    """A hang-up is a state, not an edge: once its edge was handed to a reader
+    that then drained the data, the next recv must still see the end."""
+    def main():
+        a, b = socket.socketpair()
+        with b:
+            t = lwp.spawn(lambda: (b.recv(4096), b.recv(4096)))
+            poller = park.current_lwp()._poller
+            wait_until(poller.busy)  # parked: the edge of what follows goes to it
+            a.sendall(b"last words")
+            a.close()
+            return t.join(5)
+
+    assert run1(main) == (b"last words", b"")
+
+
+def test_a_number_closed_behind_lwps_back_and_reused_gets_registered_again():
+    """An edge registration is never re-armed: if its fd is closed without lwp
+    knowing and the number reused, the new socket must not trust the old state."""
+    import os
+    import _socket
+
+    def main():
+        a, b = socket.socketpair()
+        t = lwp.spawn(a.recv, 1)  # registers a's number
+        wait_until(park.current_lwp()._poller.busy)
+        b.send(b"x")
+        assert t.join(5) == b"x"
+        fd = a.fileno()
+        _socket.socket.detach(a)  # the C detach: lwp is not told
+        os.close(fd)
+        c, d = socket.socketpair()
+        with b, c, d:
+            assert fd in (c.fileno(), d.fileno())
+            reused, other = (c, d) if c.fileno() == fd else (d, c)
+            t = lwp.spawn(reused.recv, 1)
+            wait_until(park.current_lwp()._poller.busy)
+            other.send(b"y")
+            return t.join(5)
+
+    assert run1(main) == b"y"

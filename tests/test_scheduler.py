@@ -240,6 +240,9 @@ def test_seeded_mode_is_correct_and_replayable(seed):
 _CTRL_C_SCRIPT = """\
 import signal, sys, threading
 import lwp
+# As in an interactive shell, whatever launched the tests (a background job
+# inherits SIGINT ignored, and lwp then rightly leaves it ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 {prelude}
 def main():
     try:

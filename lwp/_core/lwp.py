@@ -98,6 +98,10 @@ class LWP:
         self._live = {}           # started, unfinished threads (a dict keeps order)
         self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._poller = Poller(self._wakefd, self)
+        # For green threads of this LWP (owner only); see lwp._core.poller.
+        self.wait_fd = self._poller.wait
+        self.fd_ready = self._poller.ready
+        self.fd_mark = self._poller.mark
         self._wake_hooks = []     # run by the hub when the wake-up fd fires
         self._completions = None  # native activation CompletionQueue, made on first use
         self.io_ticks = -1        # owner only: ``ticks`` when io_left was last reset
@@ -232,8 +236,6 @@ class LWP:
             if self._runq or self._inbox or self._newq:
                 park.checkpoint()
 
-    def wait_fd(self, fd, write, timeout):
-        return self._poller.wait(fd, write, timeout)
 
     def _main(self):
         self.ident = _kernel_ident()

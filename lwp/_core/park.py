@@ -27,6 +27,7 @@ so the same primitives work between green threads and OS threads.
 # Names are bound at import, before lwp.monkey can replace them: lwp's own
 # machinery must keep the real kernel-level primitives.
 from _thread import _local, allocate_lock
+from functools import partial
 from _thread import get_ident as _get_ident
 from _thread import start_new_thread as _start_new_thread
 from select import POLLIN, POLLOUT, poll
@@ -42,9 +43,10 @@ TIMED_OUT = type("TimedOut", (), {"__repr__": lambda self: "TIMED_OUT", "__slots
 _tls = _local()  # .lwp: the LWP run by this kernel thread, if any
 
 
-def current_lwp():
-    """The LWP of the calling kernel thread, or None for a plain OS thread."""
-    return getattr(_tls, "lwp", None)
+# The LWP of the calling kernel thread, or None for a plain OS thread.  A
+# partial of the builtin getattr: called on every socket call, it costs no
+# Python frame.
+current_lwp = partial(getattr, _tls, "lwp", None)
 
 
 def current():
@@ -258,6 +260,17 @@ def _wait_fd(fd, write, timeout):
     p = poll()
     p.register(fd, POLLOUT if write else POLLIN)
     return bool(p.poll(None if timeout is None else timeout * 1000))
+
+
+def fd_reused(fd):
+    """Call when a new socket object takes descriptor ``fd``: forgets what the
+    pollers knew of an earlier file with that number that was closed without
+    :func:`fd_closing` (collected, or closed with ``os.close``).  Lock-free and
+    cheap when no poller watched the number."""
+    from .poller import fd_reused as forget_stale
+
+    lwp = getattr(_tls, "lwp", None)
+    forget_stale(fd, lwp._poller if lwp is not None else None)
 
 
 def fd_closing(fd):

@@ -5,17 +5,38 @@ an fd to become readable or writable calls :meth:`Poller.wait` on its own LWP's
 poller; the LWP's hub calls :meth:`Poller.poll` when it has nothing to run (or,
 every few dozen switches, with a zero timeout so busy threads cannot starve I/O).
 
-Registrations use ``EPOLLONESHOT`` and stay in the epoll set between waits
-(re-armed with ``modify``), which saves a syscall on every wait.  One-shot and
-level-triggered, so a registration left behind by an fd closed behind lwp's
-back is harmless: the next ``modify`` fails with ``ENOENT`` and the fd is
-registered again.  An event for an fd nobody waits on any more is ignored, so
-callers must treat a wake-up as a hint and retry their non-blocking call.
+Two kinds of registration, both kept in the epoll set between waits:
+
+* *One-shot* (``EPOLLONESHOT``, level-triggered), for any fd
+  (:func:`~lwp._core.park.wait_readable`, pipes, the servers' listeners):
+  each wait re-arms it with ``modify``.  A registration left behind by an fd
+  closed behind lwp's back is harmless: the next ``modify`` fails with
+  ``ENOENT`` and the fd is registered again.  An event for an fd nobody waits
+  on any more is ignored, so callers treat a wake-up as a hint and retry
+  their non-blocking call.
+* *Edge* (``EPOLLET``, both directions at once), for lwp's own sockets
+  (``wait(..., edge=True)``): registered once, never re-armed, as Go's
+  netpoller and Tokio do.  The poller keeps, per direction, whether an edge
+  came that no thread took (:meth:`ready`), so a socket call that would find
+  nothing is not made: a connection waiting for its next request costs no
+  failed ``recv`` and no ``epoll_ctl``.  An edge is handed to the threads it
+  wakes; after their call they say what it showed (:meth:`mark`): a short
+  ``recv``/``send`` on a stream socket means the buffer was drained (filled),
+  anything else that more may be there, and the edge passes on.  The
+  contract that makes this safe: ``edge=True`` and ``mark(ready=False)`` are
+  only used right after the fd was seen not ready in that direction
+  (``EAGAIN``, a short transfer), with no scheduling point in between.  A
+  hang-up or an error is a state, not an edge: once seen, that direction
+  stays ready.  An fd closed behind lwp's back would leave a stale edge
+  registration, so lwp's socket class tells the table when it takes a number
+  that was watched before (:func:`fd_reused`).
 
 Several threads may wait for the same direction of the same fd (as kernel
 threads may block in ``recv`` on one socket): they are woken one at a time,
 first come first served, one per readiness event; the one-shot registration
 is re-armed while some still wait, so a level that stays up wakes the next.
+An edge wakes every waiter of its direction (in the order they came): an edge
+does not repeat, and those that find nothing wait again.
 
 Closing: :func:`fd_closing` must be called before an fd some thread may wait
 on is closed.  A process-wide table says which pollers hold state for which fd
@@ -37,6 +58,10 @@ from .park import TIMED_OUT, waiter
 
 _READ = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
 _WRITE = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+_EDGE = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
+_RCLOSED = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR  # reads will not wait again
+_WCLOSED = select.EPOLLHUP | select.EPOLLERR  # writes will not wait again
+_ONESHOT, _EDGED = 1, 2  # _FdState.registered: how the fd is in the epoll set (0: not)
 _MAX_WAIT = 86400.0  # seconds; epoll_wait's timeout overflows past 2**31 ms (~24.8 days)
 
 # The process-wide fd table (see the module doc).  _gens is read without the
@@ -68,6 +93,17 @@ def fd_closing(fd, here):
                 p.owner.call_soon_threadsafe(p._forget, fd, gen, False)
 
 
+def fd_reused(fd, here):
+    """Note that a new file got number ``fd``: if some poller watched the
+    number, it was closed behind lwp's back (by the garbage collector, or
+    ``os.close``) and that poller's state is stale; forget it everywhere.
+
+    Lock-free and cheap when nobody watched the number (the common case).
+    """
+    if fd in _watchers:
+        fd_closing(fd, here)
+
+
 def after_fork_in_child():
     """Reset the fd table's lock (its holder may not exist in the child) and watchers."""
     global _table_lock
@@ -78,13 +114,20 @@ def after_fork_in_child():
 class _FdState:
     """What one poller knows of one fd: its waiters and its epoll registration."""
 
-    __slots__ = ("reader", "writer", "gen", "registered")
+    __slots__ = ("reader", "writer", "gen", "registered", "rready", "wready", "closed")
 
     def __init__(self, gen):
         self.reader = None  # None, a waiter, or a deque of waiters (first come first)
         self.writer = None
         self.gen = gen
-        self.registered = False
+        self.registered = 0  # 0, _ONESHOT or _EDGED
+        # Edge registration only: False once the fd was found not ready in that
+        # direction, True again at the next edge.  Unknown counts as ready.
+        self.rready = True
+        self.wready = True
+        # Events seen of _RCLOSED/_WCLOSED: an end of stream or an error is a
+        # state, not an edge; once seen, that direction stays ready for good.
+        self.closed = 0
 
     def waiters(self):
         for slot in (self.reader, self.writer):
@@ -128,13 +171,14 @@ class Poller:
         self._wakefd = wakefd
         self._ep.register(wakefd, select.EPOLLIN)
         for fd, st in list(self._fds.items()):
-            st.registered = False
+            edge = st.registered == _EDGED
+            st.registered = 0
             if st.reader is None and st.writer is None:
                 del self._fds[fd]
                 continue
             _watchers.setdefault(fd, {})[self] = None
             try:
-                self._arm(fd, st)
+                self._arm(fd, st, edge)
             except OSError as e:
                 for w in st.waiters():
                     w.wake(exc=e)
@@ -143,16 +187,50 @@ class Poller:
         """True if some thread waits for an fd."""
         return self._nwaiting > 0
 
-    def wait(self, fd, write, timeout):
+    def ready(self, fd, write):
+        """False if ``fd`` is known not to be ready in that direction: it is
+        edge-registered and no edge came since it was found not ready.
+
+        True means "worth trying the call", not a promise.
+        """
+        st = self._fds.get(fd)
+        return st is None or (st.wready if write else st.rready)
+
+    def mark(self, fd, write, ready):
+        """What the caller learnt of ``fd``'s readiness from a call it made:
+        ``ready=False`` after a short transfer on a stream socket (a later
+        :meth:`ready` is False until the next edge); ``ready=True`` after a
+        call woken by an edge that may have left more to do (an edge is handed
+        to the threads it wakes, not recorded, see :meth:`poll`)."""
+        st = self._fds.get(fd)
+        if st is None or st.registered != _EDGED:
+            return
+        if ready:
+            _edge(st, write)  # other threads may be parked on what is left
+        elif write:
+            st.wready = st.closed & _WCLOSED != 0
+        else:
+            st.rready = st.closed & _RCLOSED != 0
+
+    def wait(self, fd, write, timeout, edge=False):
         """Park the calling green thread until ``fd`` is ready (owner LWP only).
 
         Returns True when woken by readiness (or hang-up/error: the next I/O call
         will report it), False when ``timeout`` passed first.  Raises OSError
         ``EBADF`` if :func:`fd_closing` is called for ``fd`` meanwhile.
+        ``edge``: use the edge registration; only right after the fd was seen
+        not ready in that direction (see the module doc).
         """
         st = self._fds.get(fd)
         if st is None or st.gen != _gens.get(fd, 0):
             st = self._adopt(fd, st)
+        if edge:
+            if st.closed & (_WCLOSED if write else _RCLOSED):
+                return True  # hung up or failed: the call will say so, not wait
+            if write:
+                st.wready = False
+            else:
+                st.rready = False
         w = waiter()
         slot = st.writer if write else st.reader
         if slot is None:
@@ -167,7 +245,11 @@ class Poller:
             st.reader = slot
         self._nwaiting += 1
         try:
-            self._arm(fd, st)
+            if edge:
+                if st.registered != _EDGED:
+                    self._arm(fd, st, True)
+            else:
+                self._arm(fd, st, False)
             return w.wait(timeout) is not TIMED_OUT
         finally:
             self._nwaiting -= 1
@@ -198,15 +280,21 @@ class Poller:
         for w in st.waiters():
             w.wake(exc=_closed_error())
 
-    def _arm(self, fd, st):
-        mask = select.EPOLLONESHOT
-        if st.reader is not None:
-            mask |= _READ
-        if st.writer is not None:
-            mask |= _WRITE
+    def _arm(self, fd, st, edge):
+        """Register ``fd`` (``edge``: for both directions, edge-triggered; else
+        one-shot for the directions waited on), or re-arm it."""
+        if edge:
+            mask = _EDGE
+        else:
+            mask = select.EPOLLONESHOT
+            if st.reader is not None:
+                mask |= _READ
+            if st.writer is not None:
+                mask |= _WRITE
         if st.registered:
             try:
                 self._ep.modify(fd, mask)
+                st.registered = _EDGED if edge else _ONESHOT
                 return
             except FileNotFoundError:  # closed behind lwp's back and the number reused
                 pass
@@ -214,7 +302,7 @@ class Poller:
             self._ep.register(fd, mask)
         except FileExistsError:
             self._ep.modify(fd, mask)
-        st.registered = True
+        st.registered = _EDGED if edge else _ONESHOT
 
     def _forget(self, fd, gen, still_open):
         """Drop state for ``fd`` recorded before closing number ``gen``; wake its waiters.
@@ -254,12 +342,21 @@ class Poller:
             if st.gen != _gens.get(fd, 0):
                 self._drop(fd, st)  # closed on another LWP, not forgotten here yet
                 continue
+            if st.registered == _EDGED:
+                # An edge is recorded, or handed to the threads waiting for it,
+                # who say with mark() whether they left anything behind.
+                st.closed |= ev & _RCLOSED
+                if ev & _READ:
+                    _edge(st, False)
+                if ev & _WRITE:
+                    _edge(st, True)
+                continue
             if ev & _READ and st.reader is not None:
                 st.reader = _wake_first(st.reader)
             if ev & _WRITE and st.writer is not None:
                 st.writer = _wake_first(st.writer)
             if st.reader is not None or st.writer is not None:
-                self._arm(fd, st)
+                self._arm(fd, st, False)
         return woke
 
 
@@ -272,3 +369,26 @@ def _wake_first(slot):
         if slot.popleft().wake(True):
             break
     return slot or None
+
+
+def _edge(st, write):
+    """An edge of ``st`` in one direction: wake every thread waiting for it
+    (first come first; those that find nothing wait again), or, if none
+    waits, record it for the next caller (``rready``/``wready``)."""
+    if write:
+        slot = st.writer
+        if slot is None:
+            st.wready = True
+            return
+        st.writer = None
+    else:
+        slot = st.reader
+        if slot is None:
+            st.rready = True
+            return
+        st.reader = None
+    if type(slot) is deque:
+        for w in slot:
+            w.wake(True)
+    else:
+        slot.wake(True)
