@@ -209,8 +209,7 @@ class socket(_std_socket):
             return self._io_plain(lwp, method, write, *args)
         fd = _ss.fileno(self)
         deadline = None if timeout is None else _monotonic() + timeout
-        woken = not lwp.fd_ready(fd, write)
-        if not woken:
+        if lwp.fd_ready(fd, write):
             lwp.io_spend()  # before the call: a Cancelled raised there loses no data
         elif not lwp.wait_fd(fd, write, timeout, True):
             raise _timed_out()
@@ -219,15 +218,9 @@ class socket(_std_socket):
                 result = method(self, *args)
             except BlockingIOError:
                 self._wait(write, deadline)
-                woken = True
                 continue
-            # What the call says of the socket's readiness (see lwp._core.poller).
-            drained = short and result and (result if type(result) is int else len(result)) < short
-            if woken:
-                if not drained:
-                    lwp.fd_mark(fd, write, True)
-            elif drained:
-                lwp.fd_mark(fd, write, False)
+            if short and result and (result if type(result) is int else len(result)) < short:
+                lwp.fd_not_ready(fd, write)  # drained (filled) the buffer
             return result
 
     def _io_plain(self, lwp, method, write, *args):

@@ -101,7 +101,7 @@ class LWP:
         # For green threads of this LWP (owner only); see lwp._core.poller.
         self.wait_fd = self._poller.wait
         self.fd_ready = self._poller.ready
-        self.fd_mark = self._poller.mark
+        self.fd_not_ready = self._poller.not_ready
         self._wake_hooks = []     # run by the hub when the wake-up fd fires
         self._completions = None  # native activation CompletionQueue, made on first use
         self.io_ticks = -1        # owner only: ``ticks`` when io_left was last reset

@@ -17,17 +17,16 @@ Two kinds of registration, both kept in the epoll set between waits:
 * *Edge* (``EPOLLET``, both directions at once), for lwp's own sockets
   (``wait(..., edge=True)``): registered once, never re-armed, as Go's
   netpoller and Tokio do.  The poller keeps, per direction, whether an edge
-  came that no thread took (:meth:`ready`), so a socket call that would find
-  nothing is not made: a connection waiting for its next request costs no
-  failed ``recv`` and no ``epoll_ctl``.  An edge is handed to the threads it
-  wakes; after their call they say what it showed (:meth:`mark`): a short
-  ``recv``/``send`` on a stream socket means the buffer was drained (filled),
-  anything else that more may be there, and the edge passes on.  The
-  contract that makes this safe: ``edge=True`` and ``mark(ready=False)`` are
-  only used right after the fd was seen not ready in that direction
-  (``EAGAIN``, a short transfer), with no scheduling point in between.  A
-  hang-up or an error is a state, not an edge: once seen, that direction
-  stays ready.  An fd closed behind lwp's back would leave a stale edge
+  came since a caller last found the fd not ready (:meth:`ready`), so a
+  socket call that would find nothing is not made: a connection waiting for
+  its next request costs no failed ``recv`` and no ``epoll_ctl``.  Only the
+  thread that has just found the fd not ready clears that (``edge=True``
+  after ``EAGAIN``; :meth:`not_ready` after a short ``recv``/``send`` on a
+  stream socket, which drained or filled the buffer, as Tokio does), with
+  no scheduling point in between; an edge sets it again before it wakes
+  anyone.  So a caller that forgets to clear costs one failed call, never a
+  lost wake-up.  A hang-up or an error is a state, not an edge: once seen,
+  that direction stays ready.  An fd closed behind lwp's back would leave a stale edge
   registration, so lwp's socket class tells the table when it takes a number
   that was watched before (:func:`fd_reused`).
 
@@ -196,21 +195,15 @@ class Poller:
         st = self._fds.get(fd)
         return st is None or (st.wready if write else st.rready)
 
-    def mark(self, fd, write, ready):
-        """What the caller learnt of ``fd``'s readiness from a call it made:
-        ``ready=False`` after a short transfer on a stream socket (a later
-        :meth:`ready` is False until the next edge); ``ready=True`` after a
-        call woken by an edge that may have left more to do (an edge is handed
-        to the threads it wakes, not recorded, see :meth:`poll`)."""
+    def not_ready(self, fd, write):
+        """The caller just found ``fd`` not ready (a short transfer on a stream
+        socket): a later :meth:`ready` is False until the next edge."""
         st = self._fds.get(fd)
-        if st is None or st.registered != _EDGED:
-            return
-        if ready:
-            _edge(st, write)  # other threads may be parked on what is left
-        elif write:
-            st.wready = st.closed & _WCLOSED != 0
-        else:
-            st.rready = st.closed & _RCLOSED != 0
+        if st is not None and st.registered == _EDGED:
+            if write:
+                st.wready = st.closed & _WCLOSED != 0
+            else:
+                st.rready = st.closed & _RCLOSED != 0
 
     def wait(self, fd, write, timeout, edge=False):
         """Park the calling green thread until ``fd`` is ready (owner LWP only).
@@ -343,8 +336,6 @@ class Poller:
                 self._drop(fd, st)  # closed on another LWP, not forgotten here yet
                 continue
             if st.registered == _EDGED:
-                # An edge is recorded, or handed to the threads waiting for it,
-                # who say with mark() whether they left anything behind.
                 st.closed |= ev & _RCLOSED
                 if ev & _READ:
                     _edge(st, False)
@@ -372,21 +363,17 @@ def _wake_first(slot):
 
 
 def _edge(st, write):
-    """An edge of ``st`` in one direction: wake every thread waiting for it
-    (first come first; those that find nothing wait again), or, if none
-    waits, record it for the next caller (``rready``/``wready``)."""
+    """An edge of ``st`` in one direction: record it (``rready``/``wready``)
+    and wake every thread waiting for it, first come first; those that find
+    nothing wait again."""
     if write:
-        slot = st.writer
-        if slot is None:
-            st.wready = True
-            return
-        st.writer = None
+        st.wready = True
+        slot, st.writer = st.writer, None
     else:
-        slot = st.reader
-        if slot is None:
-            st.rready = True
-            return
-        st.reader = None
+        st.rready = True
+        slot, st.reader = st.reader, None
+    if slot is None:
+        return
     if type(slot) is deque:
         for w in slot:
             w.wake(True)
