@@ -299,6 +299,33 @@ def test_lone_thread_is_left_alone():
 
 
 @needs_preemption
+def test_lone_hog_is_preempted_while_another_lwp_has_threads_to_run():
+    """Alone on its LWP, a hog still shares the GIL: while another LWP runs threads it is
+    preempted and sits out slices, so that LWP gets the interpreter; it resumes after."""
+    flag = Flag()
+
+    def hog():
+        return spin_until(flag), preemptions()
+
+    def main():
+        hogger = lwp.spawn(hog, bound=True)  # an LWP of its own, with nothing else on it
+        for _ in range(200_000):  # Python between switches: this LWP stays awake
+            sum(range(100))
+            lwp.checkpoint()
+            if hogger._lwp is not None and preempt.counters(hogger._lwp)["preemptions"] >= 3:
+                break
+        flag.set()
+        return hogger.join()
+
+    try:
+        spins, n = lwp.run(main, lwps=1)
+    finally:
+        flag.close()
+    assert flag.set_by == "test" and spins > 0
+    assert n >= 3
+
+
+@needs_preemption
 def test_user_code_called_back_by_lwp_is_not_preempted():
     """An item's __lt__ runs inside a PriorityQueue operation: no switch there."""
     flag = Flag()

@@ -155,6 +155,7 @@ log = logging.getLogger("lwp.preempt")
 
 DEFAULT_SLICE = 0.010
 _GRACE = 0.001     # a preempted thread waits this long at a time for its LWP's native I/O
+_GIL_SHARE = 4     # slices a preempted thread sits out at most while another LWP wants the GIL
 _MAX_STAYS = 1000  # events the hook waits out inside lwp before giving up until re-armed
 
 # Answers of _Hook._decide and of the native _arm (keep in step with csrc/preempt.c).
@@ -299,7 +300,7 @@ class _Hook:
     C trace function; ``ticks`` is set by the monitor when it arms.
     """
 
-    __slots__ = ("__weakref__", "backoff", "busy_ticks", "lwp", "resumed", "stays", "ticks")
+    __slots__ = ("__weakref__", "backoff", "busy_ticks", "held", "lwp", "resumed", "stays", "ticks")
 
     def __init__(self, lwp):
         self.lwp = lwp
@@ -308,6 +309,7 @@ class _Hook:
         self.busy_ticks = -1  # ticks of the last overrun counted in preempt_hook_busy
         self.resumed = (-1, 0.0)  # (ticks, monotonic time) when a preempted thread resumed
         self.backoff = (-1, 0, 0)  # 3.12: (ticks, samples to skip, skipped) after a silent hook
+        self.held = 0         # preempted threads not requeued yet (owner writes; others read a hint)
 
     def _decide(self, frame):
         """Is the event at ``frame`` a safe point?  _PREEMPT, _STAY (armed) or _DISARM."""
@@ -340,6 +342,7 @@ class _Hook:
         with lwp._lock:
             t._state = RUNNABLE
         lwp.preemptions += 1
+        self.held += 1
         # A zero-delay timer, not a plain append to the run queue: the hub fires
         # timers in time order, so threads whose sleep or timeout expired while
         # this one ran get in line before it does.
@@ -372,6 +375,10 @@ class _Hook:
             if lwp.ticks != ticks and cq is not None and cq.pending:
                 lwp.call_later(min(_GRACE, time_slice), self._requeue, t, since, lwp.ticks)
                 return
+        if time.monotonic() - since < _GIL_SHARE * time_slice and gil_wanted(lwp):
+            lwp.call_later(min(_GRACE, time_slice), self._requeue, t, since, -1)
+            return
+        self.held -= 1
         lwp._runq.append(t)
 
     def __call__(self, frame, event, arg):
@@ -413,6 +420,24 @@ def overran(lwp, ticks, now, stalled_for, gap, time_slice):
     return ran + gap / 2 > time_slice
 
 
+def gil_wanted(lwp):
+    """Whether another LWP of ``lwp``'s scheduler has threads to run and waits for the GIL.
+
+    Asked holding the GIL, so an LWP that is awake is waiting for it (an LWP
+    gives the GIL away where it sleeps, in epoll, and is not awake there),
+    unless the monitor found it stalled (blocked in C, or running a hog of its
+    own: holding it back would not help those) or it holds back a preempted
+    thread of its own.  A hint, read without locks; without a GIL preemption
+    is off and this is never asked.
+    """
+    for o in lwp.sched.lwps():
+        if o is not lwp and o.busy_since is not None and o.stalled_since is None:
+            hook = o.__dict__.get("_preempt_hook")
+            if hook is None or not hook.held:
+                return True
+    return False
+
+
 def arm(lwp):
     """Monitor: ``lwp`` overran its time slice; preempt its thread at the next safe point.
 
@@ -426,8 +451,8 @@ def arm(lwp):
     ident = lwp.ident
     if t is None or t._preempt_off or ident is None:
         return False
-    if not (len(lwp._live) > 1 or lwp._newq or lwp._inbox or lwp._calls):
-        return False  # it is alone: preempting it would only resume it
+    if not (len(lwp._live) > 1 or lwp._newq or lwp._inbox or lwp._calls or gil_wanted(lwp)):
+        return False  # nothing else wants its LWP or the GIL: preempting it would only resume it
     hook = _hook(lwp)
     ticks = lwp.ticks
     if hook.ticks != ticks:
