@@ -23,7 +23,18 @@ the hub.  The LWP runs its other threads and fires its timers; the thread goes
 back on the run queue once the others have had up to one slice of CPU or have
 nothing left to do (no thread runnable, no native file or DNS request of theirs
 about to complete: a reader that got one 4 KiB read per slice would be starved
-too), and resumes later exactly where it stopped.  A preempted
+too), and resumes later exactly where it stopped.
+
+The GIL is shared the same way between LWPs.  CPython alone hands it between
+kernel threads that want it in turns of ``sys.getswitchinterval()``, so a
+hog's kernel thread would hold it half the time however many threads wait on
+the other LWPs.  So the monitor arms the hook also when the hog is alone on
+its LWP, if another LWP wants the GIL (:func:`gil_wanted`), and the preempted
+thread sits out up to ``_GIL_SHARE`` slices while one does: its LWP sleeps
+(or runs its other threads) and leaves the GIL to the others.  A hog next to
+busy LWPs keeps at least one slice in ``_GIL_SHARE + 1`` of its kernel
+thread's time, and gets all of it back once they sleep (its LWP looks again
+every ``_GRACE``).  A preempted
 thread observes nothing but the passing of time: its locals, its exception
 state (``sys.exc_info()``), its ``contextvars`` context and its ``lwp.local``
 values are those of its own greenlet, which greenlet saves and restores at
@@ -358,9 +369,10 @@ class _Hook:
         after the next switch), or native requests (file reads, DNS) in flight
         while some thread ran since the last look (wait up to ``_GRACE`` for
         them: they complete within microseconds to milliseconds, and a reader
-        that got one read per slice would be starved too).  Otherwise ``t``
-        goes back at once, so an LWP whose other threads sleep or wait for
-        sockets wastes no CPU.  While threads run the hub polls I/O only every
+        that got one read per slice would be starved too).  The other LWPs
+        get up to ``_GIL_SHARE`` slices while they want the GIL (look again
+        every ``_GRACE``).  Otherwise ``t`` goes back at once, so an LWP
+        whose other threads sleep or wait for sockets wastes no CPU.  While threads run the hub polls I/O only every
         few dozen switches, so this polls first.
         """
         lwp = self.lwp
@@ -442,8 +454,9 @@ def arm(lwp):
     """Monitor: ``lwp`` overran its time slice; preempt its thread at the next safe point.
 
     Called holding the GIL from the monitor thread.  Does nothing if nothing
-    else could run on ``lwp``, if its thread is in a ``no_preempt`` section,
-    or if preemption is unavailable.  Returns True if the hook is (now) armed.
+    else could run on ``lwp`` and no other LWP wants the GIL, if its thread is
+    in a ``no_preempt`` section, or if preemption is unavailable.  Returns
+    True if the hook is (now) armed.
     """
     if not _availability:
         return False

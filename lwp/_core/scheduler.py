@@ -97,6 +97,16 @@ away and, if its kernel thread is blocked (not running Python, not runnable
 and waiting for a CPU), adds a compensating LWP, as Solaris did on SIGWAITING
 and Go's sysmon does when it hands a P away from an M stuck in a syscall.
 
+Computing threads
+-----------------
+A thread that runs Python past its time slice without a scheduling point is
+preempted at its next safe point (``preempt``), so the other threads of its
+LWP run.  The interpreter lock is shared the same way between LWPs: left to
+CPython, a hog's kernel thread would get half of it in 5 ms turns, however
+many threads wait elsewhere; so the hog is preempted also when other LWPs are
+awake (waiting for the lock), and sits out up to four slices while they are,
+bounded so that it still progresses.
+
 Shutdown
 --------
 ``shutdown`` refuses new threads, cancels every live thread (``Cancelled`` is
