@@ -372,8 +372,9 @@ class _Hook:
         that got one read per slice would be starved too).  The other LWPs
         get up to ``_GIL_SHARE`` slices while they want the GIL (look again
         every ``_GRACE``).  Otherwise ``t`` goes back at once, so an LWP
-        whose other threads sleep or wait for sockets wastes no CPU.  While threads run the hub polls I/O only every
-        few dozen switches, so this polls first.
+        whose other threads sleep or wait for sockets wastes no CPU.  While
+        threads run the hub polls I/O only every few dozen switches, so this
+        polls first.
         """
         lwp = self.lwp
         cq = lwp._completions
