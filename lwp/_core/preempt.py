@@ -437,14 +437,17 @@ def gil_wanted(lwp):
     """Whether another LWP of ``lwp``'s scheduler has threads to run and waits for the GIL.
 
     Asked holding the GIL, so an LWP that is awake is waiting for it (an LWP
-    gives the GIL away where it sleeps, in epoll, and is not awake there),
-    unless the monitor found it stalled (blocked in C, or running a hog of its
-    own: holding it back would not help those) or it holds back a preempted
-    thread of its own.  A hint, read without locks; without a GIL preemption
-    is off and this is never asked.
+    gives the GIL away where it sleeps, in epoll, and is not awake there).
+    It counts if it has threads waiting for their turn (queued, or it is in
+    its hub), unless the monitor found it stalled (blocked in C) or it holds
+    back a preempted thread of its own.  A hog alone on its LWP does not
+    count: two such share the GIL as CPython shares it, rather than preempt
+    each other at every slice.  A hint, read without locks; without a GIL
+    preemption is off and this is never asked.
     """
     for o in lwp.sched.lwps():
-        if o is not lwp and o.busy_since is not None and o.stalled_since is None:
+        if (o is not lwp and o.busy_since is not None and o.stalled_since is None
+                and (o.current is None or o._runq or o._inbox or o._newq)):
             hook = o.__dict__.get("_preempt_hook")
             if hook is None or not hook.held:
                 return True

@@ -104,8 +104,8 @@ preempted at its next safe point (``preempt``), so the other threads of its
 LWP run.  The interpreter lock is shared the same way between LWPs: left to
 CPython, a hog's kernel thread would get half of it in 5 ms turns, however
 many threads wait elsewhere; so the hog is preempted also when other LWPs are
-awake (waiting for the lock), and sits out up to four slices while they are,
-bounded so that it still progresses.
+awake (waiting for the lock) with threads queued, and sits out up to four
+slices while they are, bounded so that it still progresses.
 
 Shutdown
 --------
