@@ -3,6 +3,8 @@
 import os
 import time
 
+import pytest
+
 import lwp
 
 
@@ -59,8 +61,10 @@ def _read_blocks(path, n):
     return spins[0]
 
 
-def test_lwp_spins_for_native_completions_next_to_a_hog(tmp_path):
-    """Next to a CPU hog, an idle LWP waits for its reads holding the GIL, not in epoll."""
+@pytest.mark.parametrize("completion_spin", [None, 0])
+def test_lwp_spins_for_native_completions_next_to_a_hog(tmp_path, completion_spin):
+    """Next to a CPU hog, an idle LWP waits for its reads holding the GIL, not in epoll;
+    never with ``completion_spin=0``."""
     path = tmp_path / "data"
     path.write_bytes(os.urandom(1 << 16))
 
@@ -77,7 +81,30 @@ def test_lwp_spins_for_native_completions_next_to_a_hog(tmp_path):
             stop.append(True)
             hogger.join(5)
 
-    assert lwp.run(main, lwps=2) >= 1
+    spins = lwp.run(main, lwps=2, completion_spin=completion_spin)
+    assert spins >= 1 if completion_spin is None else spins == 0
+
+
+def test_completion_spin_option_is_checked(monkeypatch):
+    from lwp._core.lwp import DEFAULT_SPIN, check_spin, default_spin
+
+    assert check_spin(0) == 0 and check_spin(0.001) == 0.001
+    for bad in (-1e-6, 0.0011, "50", None, True, float("nan")):
+        with pytest.raises(ValueError):
+            check_spin(bad)
+    monkeypatch.setenv("LWP_SPIN_US", "20")
+    assert default_spin() == 20e-6
+    sched = lwp.Scheduler(1, monitor=False)
+    try:
+        assert sched.spin_ns == 20_000
+    finally:
+        sched.shutdown()
+    monkeypatch.setenv("LWP_SPIN_US", "0")
+    assert default_spin() == 0
+    monkeypatch.delenv("LWP_SPIN_US")
+    assert default_spin() == DEFAULT_SPIN == 50e-6
+    with pytest.raises(ValueError):
+        lwp.Scheduler(1, completion_spin=1)
 
 
 def test_lwp_does_not_spin_without_a_hog(tmp_path):

@@ -299,6 +299,63 @@ def test_lone_thread_is_left_alone():
 
 
 @needs_preemption
+def test_lone_hog_is_preempted_while_another_lwp_has_threads_to_run():
+    """Alone on its LWP, a hog still shares the GIL: while another LWP runs threads it is
+    preempted and sits out slices, so that LWP gets the interpreter; it resumes after."""
+    flag = Flag()
+
+    def hog():
+        return spin_until(flag), preemptions()
+
+    def work():
+        while not flag:  # Python between switches: this LWP stays awake, threads queued
+            sum(range(100))
+            lwp.checkpoint()
+
+    def main():
+        hogger = lwp.spawn(hog, bound=True)  # an LWP of its own, with nothing else on it
+        workers = [lwp.spawn(work) for _ in range(4)]
+        for _ in range(200_000):
+            lwp.checkpoint()
+            if hogger._lwp is not None and preempt.counters(hogger._lwp)["preemptions"] >= 3:
+                break
+        flag.set()
+        for w in workers:
+            w.join()
+        return hogger.join()
+
+    try:
+        spins, n = lwp.run(main, lwps=1)
+    finally:
+        flag.close()
+    assert flag.set_by == "test" and spins > 0
+    assert n >= 3
+
+
+@needs_preemption
+def test_lone_hogs_on_two_lwps_leave_each_other_alone():
+    """A hog alone on its LWP does not count as threads waiting for the GIL: two of them
+    share it as CPython shares it, without preempting each other at every slice."""
+    flag = Flag()
+
+    def hog():
+        return spin_until(flag), preemptions()
+
+    def main():
+        hoggers = [lwp.spawn(hog, bound=True) for _ in range(2)]
+        lwp.sleep(0.3)  # thirty slices each
+        flag.set()
+        return [h.join() for h in hoggers]
+
+    try:
+        (spins_a, n_a), (spins_b, n_b) = lwp.run(main, lwps=1)
+    finally:
+        flag.close()
+    assert flag.set_by == "test" and spins_a > 0 and spins_b > 0
+    assert n_a + n_b <= 2  # the start, and this LWP waking to set the flag, may cost one
+
+
+@needs_preemption
 def test_user_code_called_back_by_lwp_is_not_preempted():
     """An item's __lt__ runs inside a PriorityQueue operation: no switch there."""
     flag = Flag()

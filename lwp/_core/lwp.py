@@ -43,8 +43,24 @@ class KernelThread(threading.Thread):
 
 _SPARE_GREENLETS = 256  # finished greenlets kept for reuse by new threads
 _FAIRNESS_TICKS = 61    # every this many switches, poll I/O even if threads are runnable
-_SPIN_NS = 50_000       # next to a CPU hog, wait this long for native completions before sleeping
+DEFAULT_SPIN = 50e-6    # next to a CPU hog, wait this long for native completions before sleeping
+_MAX_SPIN = 0.001       # what CompletionQueue.wait_ready allows (MAX_SPIN_NS in csrc/activations_py.c)
 _IO_BUDGET = 32         # I/O calls a thread may make in a row without waiting (io_yield)
+
+
+def default_spin():
+    """``$LWP_SPIN_US`` microseconds (0: never spin), default 50: see ``completion_spin``."""
+    env = os.environ.get("LWP_SPIN_US")
+    return check_spin(float(env) / 1e6) if env else DEFAULT_SPIN
+
+
+def check_spin(value):
+    """Validate a ``completion_spin`` option: seconds from 0 (never spin) to 0.001.  Returns it."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not 0 <= value <= _MAX_SPIN):
+        raise ValueError(f"completion_spin must be a number of seconds from 0 to {_MAX_SPIN}, "
+                         f"got {value!r}")
+    return value
 
 
 def _worker_entry():
@@ -408,14 +424,14 @@ class LWP:
         Sleeping in epoll gives the GIL away, and while a green thread computes
         on another LWP, getting it back costs a switch interval (5 ms), far
         longer than a file read from the page cache.  So when the monitor sees a
-        hog and native requests are in flight, the LWP first waits up to
-        ``_SPIN_NS`` for one to finish, without releasing the GIL.  True if
-        completions were delivered.
+        hog and native requests are in flight, the LWP first waits up to the
+        scheduler's ``completion_spin`` for one to finish, without releasing
+        the GIL.  True if completions were delivered.
         """
-        cq, monitor = self._completions, self.sched.monitor
-        if cq is None or monitor is None or not monitor.hog or not cq.pending:
+        cq, monitor, spin_ns = self._completions, self.sched.monitor, self.sched.spin_ns
+        if cq is None or monitor is None or not spin_ns or not monitor.hog or not cq.pending:
             return False
-        return self._deliver_completions(_SPIN_NS)
+        return self._deliver_completions(spin_ns)
 
     def _deliver_completions(self, wait_ns):
         """Deliver finished native requests, waiting up to ``wait_ns`` for one

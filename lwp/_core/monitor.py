@@ -48,7 +48,8 @@ retire once idle for ``retire_after`` seconds.
 
 The monitor also enforces time slices: an LWP that has not switched for longer
 than ``time_slice`` gets its running thread preempted at its next safe point
-(:func:`lwp._core.preempt.arm`; see that module).  Stall handling is unchanged.
+(:func:`lwp._core.preempt.arm`; see that module), also a thread alone on its
+LWP while other LWPs wait for the GIL.  Stall handling is unchanged.
 
 The monitor also flags CPU hogs for the other LWPs: ``Monitor.hog`` is true
 while some LWP runs Python past its slice (or is stalled in Python), and for

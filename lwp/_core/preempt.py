@@ -23,7 +23,18 @@ the hub.  The LWP runs its other threads and fires its timers; the thread goes
 back on the run queue once the others have had up to one slice of CPU or have
 nothing left to do (no thread runnable, no native file or DNS request of theirs
 about to complete: a reader that got one 4 KiB read per slice would be starved
-too), and resumes later exactly where it stopped.  A preempted
+too), and resumes later exactly where it stopped.
+
+The GIL is shared the same way between LWPs.  CPython alone hands it between
+kernel threads that want it in turns of ``sys.getswitchinterval()``, so a
+hog's kernel thread would hold it half the time however many threads wait on
+the other LWPs.  So the monitor arms the hook also when the hog is alone on
+its LWP, if another LWP wants the GIL (:func:`gil_wanted`), and the preempted
+thread sits out up to ``_GIL_SHARE`` slices while one does: its LWP sleeps
+(or runs its other threads) and leaves the GIL to the others.  A hog next to
+busy LWPs keeps at least one slice in ``_GIL_SHARE + 1`` of its kernel
+thread's time, and gets all of it back once they sleep (its LWP looks again
+every ``_GRACE``).  A preempted
 thread observes nothing but the passing of time: its locals, its exception
 state (``sys.exc_info()``), its ``contextvars`` context and its ``lwp.local``
 values are those of its own greenlet, which greenlet saves and restores at
@@ -155,6 +166,7 @@ log = logging.getLogger("lwp.preempt")
 
 DEFAULT_SLICE = 0.010
 _GRACE = 0.001     # a preempted thread waits this long at a time for its LWP's native I/O
+_GIL_SHARE = 4     # slices a preempted thread sits out at most while another LWP wants the GIL
 _MAX_STAYS = 1000  # events the hook waits out inside lwp before giving up until re-armed
 
 # Answers of _Hook._decide and of the native _arm (keep in step with csrc/preempt.c).
@@ -299,7 +311,7 @@ class _Hook:
     C trace function; ``ticks`` is set by the monitor when it arms.
     """
 
-    __slots__ = ("__weakref__", "backoff", "busy_ticks", "lwp", "resumed", "stays", "ticks")
+    __slots__ = ("__weakref__", "backoff", "busy_ticks", "held", "lwp", "resumed", "stays", "ticks")
 
     def __init__(self, lwp):
         self.lwp = lwp
@@ -308,6 +320,7 @@ class _Hook:
         self.busy_ticks = -1  # ticks of the last overrun counted in preempt_hook_busy
         self.resumed = (-1, 0.0)  # (ticks, monotonic time) when a preempted thread resumed
         self.backoff = (-1, 0, 0)  # 3.12: (ticks, samples to skip, skipped) after a silent hook
+        self.held = 0         # preempted threads not requeued yet (owner writes; others read a hint)
 
     def _decide(self, frame):
         """Is the event at ``frame`` a safe point?  _PREEMPT, _STAY (armed) or _DISARM."""
@@ -340,6 +353,7 @@ class _Hook:
         with lwp._lock:
             t._state = RUNNABLE
         lwp.preemptions += 1
+        self.held += 1
         # A zero-delay timer, not a plain append to the run queue: the hub fires
         # timers in time order, so threads whose sleep or timeout expired while
         # this one ran get in line before it does.
@@ -355,10 +369,12 @@ class _Hook:
         after the next switch), or native requests (file reads, DNS) in flight
         while some thread ran since the last look (wait up to ``_GRACE`` for
         them: they complete within microseconds to milliseconds, and a reader
-        that got one read per slice would be starved too).  Otherwise ``t``
-        goes back at once, so an LWP whose other threads sleep or wait for
-        sockets wastes no CPU.  While threads run the hub polls I/O only every
-        few dozen switches, so this polls first.
+        that got one read per slice would be starved too).  The other LWPs
+        get up to ``_GIL_SHARE`` slices while they want the GIL (look again
+        every ``_GRACE``).  Otherwise ``t`` goes back at once, so an LWP
+        whose other threads sleep or wait for sockets wastes no CPU.  While
+        threads run the hub polls I/O only every few dozen switches, so this
+        polls first.
         """
         lwp = self.lwp
         cq = lwp._completions
@@ -372,6 +388,10 @@ class _Hook:
             if lwp.ticks != ticks and cq is not None and cq.pending:
                 lwp.call_later(min(_GRACE, time_slice), self._requeue, t, since, lwp.ticks)
                 return
+        if time.monotonic() - since < _GIL_SHARE * time_slice and gil_wanted(lwp):
+            lwp.call_later(min(_GRACE, time_slice), self._requeue, t, since, -1)
+            return
+        self.held -= 1
         lwp._runq.append(t)
 
     def __call__(self, frame, event, arg):
@@ -413,12 +433,34 @@ def overran(lwp, ticks, now, stalled_for, gap, time_slice):
     return ran + gap / 2 > time_slice
 
 
+def gil_wanted(lwp):
+    """Whether another LWP of ``lwp``'s scheduler has threads to run and waits for the GIL.
+
+    Asked holding the GIL, so an LWP that is awake is waiting for it (an LWP
+    gives the GIL away where it sleeps, in epoll, and is not awake there).
+    It counts if it has threads waiting for their turn (queued, or it is in
+    its hub), unless the monitor found it stalled (blocked in C) or it holds
+    back a preempted thread of its own.  A hog alone on its LWP does not
+    count: two such share the GIL as CPython shares it, rather than preempt
+    each other at every slice.  A hint, read without locks; without a GIL
+    preemption is off and this is never asked.
+    """
+    for o in lwp.sched.lwps():
+        if (o is not lwp and o.busy_since is not None and o.stalled_since is None
+                and (o.current is None or o._runq or o._inbox or o._newq)):
+            hook = o.__dict__.get("_preempt_hook")
+            if hook is None or not hook.held:
+                return True
+    return False
+
+
 def arm(lwp):
     """Monitor: ``lwp`` overran its time slice; preempt its thread at the next safe point.
 
     Called holding the GIL from the monitor thread.  Does nothing if nothing
-    else could run on ``lwp``, if its thread is in a ``no_preempt`` section,
-    or if preemption is unavailable.  Returns True if the hook is (now) armed.
+    else could run on ``lwp`` and no other LWP wants the GIL, if its thread is
+    in a ``no_preempt`` section, or if preemption is unavailable.  Returns
+    True if the hook is (now) armed.
     """
     if not _availability:
         return False
@@ -426,8 +468,8 @@ def arm(lwp):
     ident = lwp.ident
     if t is None or t._preempt_off or ident is None:
         return False
-    if not (len(lwp._live) > 1 or lwp._newq or lwp._inbox or lwp._calls):
-        return False  # it is alone: preempting it would only resume it
+    if not (len(lwp._live) > 1 or lwp._newq or lwp._inbox or lwp._calls or gil_wanted(lwp)):
+        return False  # nothing else wants its LWP or the GIL: preempting it would only resume it
     hook = _hook(lwp)
     ticks = lwp.ticks
     if hook.ticks != ticks:

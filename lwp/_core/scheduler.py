@@ -101,6 +101,16 @@ sat a whole sample without a switch, its kernel thread not runnable, counts
 as lost already (an LWP added for threads that block one after another blocks
 on the first of them).
 
+Computing threads
+-----------------
+A thread that runs Python past its time slice without a scheduling point is
+preempted at its next safe point (``preempt``), so the other threads of its
+LWP run.  The interpreter lock is shared the same way between LWPs: left to
+CPython, a hog's kernel thread would get half of it in 5 ms turns, however
+many threads wait elsewhere; so the hog is preempted also when other LWPs are
+awake (waiting for the lock) with threads queued, and sits out up to four
+slices while they are, bounded so that it still progresses.
+
 Shutdown
 --------
 ``shutdown`` refuses new threads, cancels every live thread (``Cancelled`` is
@@ -124,7 +134,7 @@ import weakref
 from . import fork, park, preempt, upcalls  # noqa: F401 - fork registers its at-fork hook
 from .activation import Activations
 from .exceptions import Cancelled
-from .lwp import LWP
+from .lwp import LWP, check_spin, default_spin
 from .monitor import Monitor, default_threshold
 from .thread import GreenThread
 
@@ -159,12 +169,16 @@ class Scheduler:
     which a compensating LWP retires.  ``time_slice``: seconds a green thread
     may run Python without a scheduling point before it is preempted (default
     ``$LWP_SLICE_MS`` ms, 10; 0 turns preemption off; see
-    :mod:`lwp._core.preempt`).  ``monitor=False`` runs without the monitor (no
-    stall detection, no compensation, no preemption).
+    :mod:`lwp._core.preempt`).  ``completion_spin``: seconds an LWP that is
+    about to sleep while some thread computes past its slice waits, holding the
+    GIL, for its native file or DNS requests to complete (default
+    ``$LWP_SPIN_US`` us, 50; 0 never; at most 0.001; see
+    ``LWP._spin_for_completions``).  ``monitor=False`` runs without the
+    monitor (no stall detection, no compensation, no preemption).
     """
 
     def __init__(self, lwps=None, *, seed=None, name="lwp", max_lwps=None, stall_threshold=None,
-                 retire_after=1.0, monitor=True, time_slice=None):
+                 retire_after=1.0, monitor=True, time_slice=None, completion_spin=None):
         n = default_lwps() if lwps is None else _check_lwps(lwps)
         self.configured_lwps = n
         self.max_lwps = max(n, 256) if max_lwps is None else _check_lwps(max_lwps)
@@ -173,6 +187,8 @@ class Scheduler:
         if not retire_after > 0:
             raise ValueError(f"retire_after must be > 0 seconds, got {retire_after!r}")
         self.retire_after = retire_after
+        self.spin_ns = round(1e9 * (default_spin() if completion_spin is None
+                                    else check_spin(completion_spin)))
         if seed is None and os.environ.get("LWP_SEED"):
             seed = int(os.environ["LWP_SEED"])
         self.name = name
@@ -482,7 +498,7 @@ def configure(**options):
     The default scheduler serves ``lwp.spawn`` called outside ``lwp.run``.
     ``options`` are :class:`Scheduler`'s keyword arguments (``lwps``, ``seed``,
     ``max_lwps``, ``stall_threshold``, ``retire_after``, ``monitor``,
-    ``time_slice``); they are
+    ``time_slice``, ``completion_spin``); they are
     checked now.  Raises RuntimeError once the default scheduler has started.
     """
     import inspect
@@ -537,7 +553,7 @@ def spawn(fn, /, *args, name=None, bound=False, **kwargs):
 
 
 def run(main, /, *args, lwps=None, seed=None, max_lwps=None, stall_threshold=None,
-        retire_after=1.0, monitor=True, time_slice=None, **kwargs):
+        retire_after=1.0, monitor=True, time_slice=None, completion_spin=None, **kwargs):
     """Run ``main(*args, **kwargs)`` on a fresh scheduler and return its result.
 
     Like :func:`asyncio.run`: the scheduler starts with ``lwps`` LWPs, ``main``
@@ -550,12 +566,13 @@ def run(main, /, *args, lwps=None, seed=None, max_lwps=None, stall_threshold=Non
 
     Scheduler options (keyword-only; see :class:`Scheduler`): ``lwps``,
     ``seed``, ``max_lwps``, ``stall_threshold``, ``retire_after``, ``monitor``,
-    ``time_slice``.
+    ``time_slice``, ``completion_spin``.
     """
     if park.current_lwp() is not None:
         raise RuntimeError("lwp.run() cannot be called from a green thread")
     sched = Scheduler(lwps, seed=seed, max_lwps=max_lwps, stall_threshold=stall_threshold,
-                      retire_after=retire_after, monitor=monitor, time_slice=time_slice)
+                      retire_after=retire_after, monitor=monitor, time_slice=time_slice,
+                      completion_spin=completion_spin)
     try:
         return _join_interruptibly(sched.spawn(main, args, kwargs, name="main"))
     finally:
