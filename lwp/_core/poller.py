@@ -339,7 +339,8 @@ class Poller:
                 st.closed |= ev & _RCLOSED
                 if ev & _READ:
                     _edge(st, False)
-                if ev & _WRITE:
+                # A socket's every edge says it is writable too; mostly old news.
+                if ev & _WRITE and (st.writer is not None or not st.wready):
                     _edge(st, True)
                 continue
             if ev & _READ and st.reader is not None:
