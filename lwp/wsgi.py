@@ -812,7 +812,8 @@ class WSGIServer:
         self._stream = StreamServer(address, self._handle, max_connections=max_connections,
                                     overload=self._overload, backlog=backlog,
                                     reuse_port=reuse_port, ssl_context=ssl_context,
-                                    handshake_timeout=handshake_timeout, name=name)
+                                    handshake_timeout=handshake_timeout,
+                                    plaintext=self._plain_http, name=name)
         self.server_name = "localhost"
         self.server_port = "0"
         self._access = None  # the access log's writer, while the server runs
@@ -865,6 +866,12 @@ class WSGIServer:
         except (OSError, TimeoutError):
             pass
         conn.refuse(HTTPError(503, "server at its connection limit"))
+
+    def _plain_http(self, sock, addr):
+        """A plain-HTTP client on the HTTPS port: a 400 in the clear, as nginx answers, so
+        it sees why instead of a closed connection."""
+        _Connection(self, sock, addr).refuse(
+            HTTPError(400, "The plain HTTP request was sent to the HTTPS port"))
 
     def _log(self, addr, req, status, nbytes, micros):
         writer = self._access

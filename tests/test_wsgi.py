@@ -1021,3 +1021,21 @@ def test_a_broken_access_log_is_reported_and_the_server_goes_on(caplog):
         srv.stop(T)  # the writer still ends (it used to die at the first failure)
     assert all(r.exc_info[0] is RuntimeError for r in caplog.records if r.name == "lwp.wsgi")
     assert len([r for r in caplog.records if r.name == "lwp.wsgi"]) >= 2
+
+
+def test_https_plain_http_client_gets_400_in_the_clear(cert, caplog):
+    srv = WSGIServer(("127.0.0.1", 0), app, ssl_context=server_ssl_context(*cert)).start()
+    try:
+        with caplog.at_level(logging.INFO, logger="lwp.server"):
+            (status, headers, body), closed = exchange(srv, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert (status, headers["connection"], closed) == (400, "close", True)
+            assert b"plain HTTP request was sent to the HTTPS port" in body
+            wait_until(lambda: srv.stats()["tls_errors"] == 1, T)
+        assert [r.levelno for r in caplog.records if r.name == "lwp.server"] == [logging.INFO]
+        with tls_connect(srv.address[1], cert) as c:  # TLS clients are served next
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            r = Reader(c)
+            assert r.response()[2] == b"hello"
+            r.f.close()
+    finally:
+        srv.stop(T)
