@@ -41,12 +41,15 @@ with a lingering close, so the client reads the status instead of a reset.
 
 The access log (``access_log``: a file, a :class:`logging.Logger`, or None,
 the default: no log) has one line per response: client, time, request line,
-status, bytes, microseconds.  The lines are written by a green thread of
-their own through :func:`lwp.blocking`, so a slow log (stderr into a full
-pipe, a handler that sends over the network) never holds an LWP or a
-request; if it falls more than 10,000 lines behind, lines are dropped and
-their number logged.  Errors (an application's exception, a failed TLS
-handshake) go to the ``lwp.wsgi`` and ``lwp.server`` loggers.
+status, bytes, microseconds.  An application's exception (answered 500 if
+nothing was sent yet) is logged at ERROR, with its traceback, on the
+``lwp.wsgi`` logger.  Both are written by a green thread of their own through
+:func:`lwp.blocking`, in the order they happened, so a slow log (stderr into
+a full pipe, a handler that sends over the network) never holds an LWP or a
+request; if it falls more than 10,000 entries behind, entries are dropped and
+their number logged.  The error records carry the formatted traceback
+(``exc_text``), not ``exc_info``: a waiting record keeps no frames alive.
+A failed TLS handshake is logged at INFO on ``lwp.server``.
 
 Command line::
 
@@ -72,7 +75,9 @@ import time
 from _thread import allocate_lock
 from collections import deque
 from email.utils import formatdate
+from itertools import groupby
 from stat import S_ISREG
+from traceback import TracebackException
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -98,7 +103,7 @@ RECV_SIZE = 65536
 LINGER_SECONDS = 1.0        # after an error response, read what the client still sends
 LINGER_BYTES = 1 << 20
 DRAIN_BYTES = 1 << 16       # unread request body we read and discard to keep the connection
-ACCESS_LOG_BACKLOG = 10000  # access log lines waiting for a slow log, at most
+LOG_BACKLOG = 10000         # access lines and error records waiting for a slow log, at most
 
 
 class HTTPError(Exception):
@@ -485,7 +490,7 @@ class _Connection:
         except Cancelled:
             raise
         except Exception:
-            log.exception("lwp.wsgi: application error on %s %s", req.method, req.url)
+            s._logs.error("lwp.wsgi: application error on %s %s", req.method, req.url)
             if not state.sent:
                 self.refuse(HTTPError(500, ""), keep_reading=False)
             return False
@@ -495,7 +500,7 @@ class _Connection:
                 try:
                     close()
                 except Exception:
-                    log.exception("lwp.wsgi: error closing the application's iterable")
+                    s._logs.error("lwp.wsgi: error closing the application's iterable")
         s._log(self.addr, req, state.status_code, state.body_bytes, (time.monotonic() - t0) * 1e6)
         if not (state.keep_alive and req.keep_alive):
             return False
@@ -816,7 +821,7 @@ class WSGIServer:
                                     plaintext=self._plain_http, name=name)
         self.server_name = "localhost"
         self.server_port = "0"
-        self._access = None  # the access log's writer, while the server runs
+        self._logs = None  # the log writer, while the server runs
 
     @property
     def address(self):
@@ -824,8 +829,7 @@ class WSGIServer:
 
     def start(self):
         self._stream.start()
-        if self.access_log is not None:
-            self._access = _AccessLog(self.access_log, self._stream.name)
+        self._logs = _LogWriter(self.access_log, self._stream.name)
         addr = self._stream.address
         if isinstance(addr, tuple):
             self.server_name, self.server_port = str(addr[0]), str(addr[1])
@@ -842,8 +846,8 @@ class WSGIServer:
         try:
             return self._stream.stop(timeout)
         finally:
-            if self._access is not None:
-                self._access.close()
+            if self._logs is not None:
+                self._logs.close()
 
     def stats(self):
         return self._stream.stats()
@@ -874,43 +878,68 @@ class WSGIServer:
             HTTPError(400, "The plain HTTP request was sent to the HTTPS port"))
 
     def _log(self, addr, req, status, nbytes, micros):
-        writer = self._access
-        if writer is None:
+        if self.access_log is None:
             return
         client = addr[0] if isinstance(addr, tuple) else "-"
         when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
         line = "-" if req is None else (
             f"{req.method.decode('latin-1')} {req.url.decode('latin-1')} HTTP/{req.version}")
-        writer.put(f'{client} - - [{when}] "{line}" {status} {nbytes} {int(micros)}us')
+        self._logs.line(f'{client} - - [{when}] "{line}" {status} {nbytes} {int(micros)}us')
 
 
-class _AccessLog:
-    """The access log's writer: a green thread writing lines in batches through
+class _LogWriter:
+    """The server's log writer: a green thread that writes the access log's lines and the
+    application errors' records, in the order they came, in batches through
     :func:`lwp.blocking`.
 
     So a slow or stuck destination (stderr into a full pipe, a file on a slow
     disk, a logging handler that sends over the network) holds an activation
-    thread, never an LWP, nor the request whose line it is.  At most
-    ``ACCESS_LOG_BACKLOG`` lines wait; beyond that lines are dropped and
-    counted, and the count is logged once the writer catches up: a log that
-    cannot keep up must not grow memory without bound.
+    thread, never an LWP, nor the request whose line or traceback it is.  At
+    most ``LOG_BACKLOG`` entries wait; beyond that they are dropped and
+    counted, and the counts are logged once the writer catches up: a log that
+    cannot keep up must not grow memory without bound.  One queue keeps the
+    order: a request's error comes before its access line, and a connection's
+    requests in turn.
     """
 
-    def __init__(self, out, name):
-        self.out = out
+    def __init__(self, access, name):
+        self.access = access      # the access log: a file-like, a Logger, or None
         self._lock = allocate_lock()
-        self._lines = []
-        self._dropped = 0
-        self._waiter = None      # the writer, parked until there are lines
+        self._entries = []        # access lines (str) and errors (LogRecord, TracebackException)
+        self._dropped_lines = 0
+        self._dropped_errors = 0
+        self._waiter = None       # the writer, parked until there are entries
         self._closed = False
-        self._thread = spawn(self._run, name=f"{name}-access-log")
+        self._thread = spawn(self._run, name=f"{name}-log")
 
-    def put(self, line):
+    def line(self, text):
+        """Queue a line of the access log."""
+        self._put(text, True)
+
+    def error(self, msg, *args):
+        """Queue ``msg % args`` at ERROR on the ``lwp.wsgi`` logger, with the exception being
+        handled: what ``log.exception`` writes, from the writer.
+
+        The record is made here, in the request's green thread (a LogRecord made
+        in an activation thread would register a dummy Thread for good).  The
+        traceback is kept as a :class:`traceback.TracebackException` without
+        its source lines, which the writer reads when it formats it into
+        ``exc_text``: a waiting error must not keep the request's frames (its
+        environ, its body) alive, nor read source files on an LWP.  So the
+        record has ``exc_text`` and no ``exc_info``.
+        """
+        if log.isEnabledFor(logging.ERROR):
+            self._put(_error_entry(msg, args, sys.exc_info()), False)
+
+    def _put(self, entry, is_line):
         with self._lock:
-            if len(self._lines) >= ACCESS_LOG_BACKLOG:
-                self._dropped += 1
+            if len(self._entries) >= LOG_BACKLOG:
+                if is_line:
+                    self._dropped_lines += 1
+                else:
+                    self._dropped_errors += 1
                 return
-            self._lines.append(line)
+            self._entries.append(entry)
             w, self._waiter = self._waiter, None
         if w is not None:
             w.wake(None)
@@ -928,42 +957,73 @@ class _AccessLog:
     def _run(self):
         while True:
             with self._lock:
-                lines, self._lines = self._lines, []
-                dropped, self._dropped = self._dropped, 0
-                if not (lines or dropped):
+                entries, self._entries = self._entries, []
+                lines, self._dropped_lines = self._dropped_lines, 0
+                errors, self._dropped_errors = self._dropped_errors, 0
+                if not (entries or lines or errors):
                     if self._closed:
                         return
                     w = self._waiter = park.waiter()
-            if not (lines or dropped):
+            if not (entries or lines or errors):
                 w.wait()
                 continue
-            if dropped:
-                lines.append(f"lwp.wsgi: {dropped} access log lines dropped "
-                             f"(the log is slower than the requests)")
-            out = self.out
-            try:
-                if not isinstance(out, logging.Logger):
-                    blocking(self._write, lines)
-                elif out.isEnabledFor(logging.INFO):
-                    # Made here: a LogRecord asks threading for its thread's name, which
-                    # in an activation thread would register a dummy Thread for good.
-                    records = [out.makeRecord(out.name, logging.INFO, __file__, 0, line, (),
-                                              None) for line in lines]
-                    blocking(self._handle, records)
-            except Exception:  # a broken file-like object: say so, keep serving and logging
-                log.exception("lwp.wsgi: the access log failed to write %d lines", len(lines))
+            if lines:
+                entries.append(f"lwp.wsgi: {lines} access log lines dropped "
+                               f"(the log is slower than the requests)")
+            if errors:
+                entries.append(_error_entry("lwp.wsgi: %d application error reports dropped "
+                                            "(the log is slower than the errors)", (errors,), None))
+            for is_line, batch in groupby(entries, key=lambda e: type(e) is str):
+                batch = list(batch)
+                if not is_line:
+                    blocking(_handle_errors, batch)
+                    continue
+                try:
+                    self._write_lines(batch)
+                except Exception:  # a broken file-like object: say so, keep serving and logging
+                    blocking(_handle_errors, [_error_entry(
+                        "lwp.wsgi: the access log failed to write %d lines", (len(batch),),
+                        sys.exc_info())])
+
+    def _write_lines(self, lines):
+        out = self.access
+        if not isinstance(out, logging.Logger):
+            blocking(self._write, lines)
+        elif out.isEnabledFor(logging.INFO):
+            # Made here, for the reason given in error().
+            records = [out.makeRecord(out.name, logging.INFO, __file__, 0, line, (), None)
+                       for line in lines]
+            blocking(self._handle, records)
 
     def _handle(self, records):
         for record in records:
-            self.out.handle(record)
+            self.access.handle(record)
 
     def _write(self, lines):
-        out = self.out
+        out = self.access
         try:
             out.write("\n".join(lines) + "\n")
             out.flush()
         except (OSError, ValueError):  # a closed or broken destination: the server goes on
             pass
+
+
+def _error_entry(msg, args, exc_info):
+    """A queued error: an ERROR record for ``lwp.wsgi`` and its traceback, not yet formatted."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, msg, args, None)
+    tb = None
+    if exc_info is not None and exc_info[0] is not None:
+        tb = TracebackException(*exc_info, lookup_lines=False)
+    return record, tb
+
+
+def _handle_errors(entries):
+    """Format the tracebacks and hand the records to ``lwp.wsgi``'s handlers (in an
+    activation thread: reading source lines and writing may block)."""
+    for record, tb in entries:
+        if tb is not None:
+            record.exc_text = "".join(tb.format()).rstrip("\n")
+        log.handle(record)
 
 
 def server_ssl_context(certfile, keyfile=None, ca_certs=None):

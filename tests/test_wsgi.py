@@ -7,6 +7,7 @@ serves the next client.  The autouse leak check (conftest) checks fds.
 
 import json
 import logging
+import re
 import socket
 import ssl
 import subprocess
@@ -329,7 +330,7 @@ def test_a_stuck_access_log_holds_no_request():
 def test_access_log_drops_and_counts_lines_beyond_its_backlog(monkeypatch):
     import lwp.wsgi
 
-    monkeypatch.setattr(lwp.wsgi, "ACCESS_LOG_BACKLOG", 5)
+    monkeypatch.setattr(lwp.wsgi, "LOG_BACKLOG", 5)
     out = StuckLog()
     srv = WSGIServer(("127.0.0.1", 0), app, access_log=out).start()
     try:
@@ -359,7 +360,7 @@ def test_access_log_to_a_logger(caplog):
 
 def test_access_log_off_by_default(server, capsys):
     hello_requests(server, 2)
-    assert server._access is None
+    assert server._logs.access is None
     assert capsys.readouterr() == ("", "")
 
 
@@ -482,6 +483,84 @@ def test_application_error_is_500(server):
     (status, headers, _), closed = exchange(server, b"GET /error HTTP/1.1\r\nHost: t\r\n\r\n")
     assert status == 500 and closed
     assert still_serving(server)
+
+
+class StuckStderr:
+    """A logging handler on ``lwp.wsgi`` writing to a full pipe nobody reads (a stuck
+    stderr) until ``release()``; ``text()`` ends it and returns what was logged."""
+
+    def __init__(self):
+        import os
+        import threading
+
+        self.r, w = os.pipe()
+        os.set_blocking(w, False)
+        try:
+            while True:
+                os.write(w, b"x" * 65536)
+        except BlockingIOError:
+            pass
+        os.set_blocking(w, True)
+        self.handler = logging.StreamHandler(open(w, "w"))
+        logging.getLogger("lwp.wsgi").addHandler(self.handler)
+        self.logged = []
+        self.reader = threading.Thread(target=self._drain)
+
+    def _drain(self):
+        import os
+
+        while data := os.read(self.r, 65536):
+            self.logged.append(data)
+
+    def release(self):
+        if not self.reader.is_alive():
+            self.reader.start()
+
+    def text(self):
+        import os
+
+        self.release()
+        logging.getLogger("lwp.wsgi").removeHandler(self.handler)
+        self.handler.stream.close()
+        self.reader.join(T)
+        os.close(self.r)
+        return b"".join(self.logged).lstrip(b"x").decode()
+
+
+def test_application_error_with_a_stuck_stderr_is_still_answered():
+    stderr = StuckStderr()
+    srv = WSGIServer(("127.0.0.1", 0), app).start()
+    try:
+        for _ in range(3):
+            (status, _, _), closed = exchange(srv, b"GET /error HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert status == 500 and closed
+        assert still_serving(srv)
+    finally:
+        stderr.release()
+        srv.stop(T)  # the writer has written the three tracebacks, whole and in turn
+        text = stderr.text()
+    reports = text.split("lwp.wsgi: application error on ")[1:]
+    assert len(reports) == 3
+    assert all(r.rstrip().endswith("RuntimeError: application failure (expected by the test)")
+               and "Traceback (most recent call last)" in r for r in reports)
+
+
+def test_error_reports_beyond_the_backlog_are_dropped_and_counted(monkeypatch):
+    import lwp.wsgi
+
+    monkeypatch.setattr(lwp.wsgi, "LOG_BACKLOG", 2)
+    stderr = StuckStderr()
+    srv = WSGIServer(("127.0.0.1", 0), app).start()
+    try:
+        for _ in range(6):
+            assert exchange(srv, b"GET /error HTTP/1.1\r\nHost: t\r\n\r\n")[0][0] == 500
+    finally:
+        stderr.release()
+        srv.stop(T)
+        text = stderr.text()
+    kept = text.count("RuntimeError: application failure")
+    dropped = re.findall(r"lwp.wsgi: (\d+) application error reports dropped", text)
+    assert len(dropped) == 1 and kept + int(dropped[0]) == 6 and kept < 6
 
 
 def test_header_injection_is_500(server):
@@ -717,9 +796,10 @@ def test_exc_info_after_the_headers_are_sent_reraises_and_closes(server, caplog)
             with c.makefile("rb") as f:
                 data = f.read()  # until the server closes
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\npartial")  # cut short
-    errors = [r for r in caplog.records if r.name == "lwp.wsgi"]
-    assert len(errors) == 1 and errors[0].exc_info[0] is KeyError
     assert still_serving(server)
+    server.stop(T)  # the writer has logged the error
+    errors = [r for r in caplog.records if r.name == "lwp.wsgi"]
+    assert len(errors) == 1 and errors[0].exc_text.endswith("KeyError: 'too late (expected by the test)'")
 
 
 @pytest.mark.parametrize("path", ["/twice", "/bad-header-type", "/bad-header-name", "/non-latin1"])
@@ -1019,7 +1099,7 @@ def test_a_broken_access_log_is_reported_and_the_server_goes_on(caplog):
             hello_requests(srv, 1)
     finally:
         srv.stop(T)  # the writer still ends (it used to die at the first failure)
-    assert all(r.exc_info[0] is RuntimeError for r in caplog.records if r.name == "lwp.wsgi")
+    assert all("RuntimeError: broken log" in r.exc_text for r in caplog.records if r.name == "lwp.wsgi")
     assert len([r for r in caplog.records if r.name == "lwp.wsgi"]) >= 2
 
 
