@@ -252,6 +252,7 @@ class _Connection:
         self.eof = False
         self.timeout = -1.0       # what the socket's timeout is set to now
         self.continue_sent = False
+        self.client_error = None  # the last error of the client's socket (or its early EOF)
         remote = addr if isinstance(addr, tuple) else ("", "")
         self.base_env = {
             "SCRIPT_NAME": "",
@@ -333,7 +334,19 @@ class _Connection:
         if timeout != self.timeout:
             self.sock.settimeout(timeout)
             self.timeout = timeout
-        return self.sock.recv(RECV_SIZE)
+        try:
+            return self.sock.recv(RECV_SIZE)
+        except OSError as e:
+            self.client_error = e
+            raise
+
+    def send(self, data):
+        """``sendall`` to the client, noting a failure as the client's (see respond)."""
+        try:
+            self.sock.sendall(data)
+        except OSError as e:
+            self.client_error = e
+            raise
 
     def _feed(self, data):
         """Parse ``data``; a refusal is kept in ``self.error`` for its turn."""
@@ -404,12 +417,14 @@ class _Connection:
         """Read until ``req`` has more body data or is complete (for wsgi.input)."""
         if req.expect == b"100-continue" and not self.continue_sent and not req.received:
             self.continue_sent = True
-            self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
         while not req.chunks and not req.complete:
             if self.error is not None and self.parsing is req:
                 raise self.error
             if self.eof:
-                raise ClientDisconnected("client closed the connection before the end of the body")
+                self.client_error = ClientDisconnected(
+                    "client closed the connection before the end of the body")
+                raise self.client_error
             data = self._recv(self.server.io_timeout)
             if not data:
                 self.eof = True
@@ -480,16 +495,18 @@ class _Connection:
                     if chunk:
                         state.write(chunk)
                 state.finish()
-        except (ConnectionError, TimeoutError, HTTPError) as e:
+        except HTTPError as e:  # a refusal met while reading the body
             if not state.sent:
-                if isinstance(e, HTTPError):
-                    self.refuse(e)
-                elif isinstance(e, ClientDisconnected):
-                    self.refuse(HTTPError(400, "incomplete request body"), keep_reading=False)
+                self.refuse(e)
             return False
         except Cancelled:
             raise
-        except Exception:
+        except Exception as e:
+            if e is self.client_error:  # the client went away or was too slow: not an app error
+                if isinstance(e, ClientDisconnected) and not state.sent:
+                    self.refuse(HTTPError(400, "incomplete request body"), keep_reading=False)
+                return False
+            # The application's own error, a ConnectionError from its database included.
             s._logs.error("lwp.wsgi: application error on %s %s", req.method, req.url)
             if not state.sent:
                 self.refuse(HTTPError(500, ""), keep_reading=False)
@@ -700,13 +717,13 @@ class _Response:
         """The whole body is one chunk: one send with its head."""
         head = self._head(len(body))
         if self.no_body:
-            self.conn.sock.sendall(head)
+            self.conn.send(head)
             return
         if self.length != len(body):
             self.keep_alive = False
             body = body[:self.length]
         self.body_bytes = len(body)
-        self.conn.sock.sendall(head + body)
+        self.conn.send(head + body)
 
     def send_file(self, wrapper):
         """Send a FileWrapper's regular file with sendfile; False (nothing sent) if it is none."""
@@ -720,13 +737,17 @@ class _Response:
             return False
         size = max(st.st_size - pos, 0)
         head = self._head(size)
-        sock = self.conn.sock
-        sock.sendall(head)
+        conn = self.conn
+        conn.send(head)
         if self.no_body:
             return True
         count = min(self.length, size)
         if count:
-            self.body_bytes = sock.sendfile(f, pos, count)
+            try:
+                self.body_bytes = conn.sock.sendfile(f, pos, count)
+            except OSError as e:
+                conn.client_error = e
+                raise
         return True
 
     def write(self, data):
@@ -736,7 +757,7 @@ class _Response:
             head = b""
         if self.no_body:
             if head:
-                self.conn.sock.sendall(head)
+                self.conn.send(head)
             return
         n = len(data)
         if self.chunked:
@@ -749,14 +770,14 @@ class _Response:
                 data, n = data[:room], room
         self.body_bytes += n
         if head or data:
-            self.conn.sock.sendall(head + data if head else data)
+            self.conn.send(head + data if head else data)
 
     def finish(self):
         if not self.sent:
-            self.conn.sock.sendall(self._head(0))
+            self.conn.send(self._head(0))
             return
         if self.chunked and not self.no_body:
-            self.conn.sock.sendall(b"0\r\n\r\n")
+            self.conn.send(b"0\r\n\r\n")
         elif self.length is not None and self.body_bytes < self.length and not self.no_body:
             self.keep_alive = False
             raise ConnectionAbortedError("the application sent less than its Content-Length")

@@ -49,6 +49,8 @@ def app(env, start_response):
         return [body]
     if path == "/error":
         raise RuntimeError("application failure (expected by the test)")
+    if path == "/upstream-down":  # the application's own ConnectionError, not the client's
+        raise ConnectionRefusedError(111, "upstream refused (expected by the test)")
     if path == "/inject":
         start_response("200 OK", [("X-Bad", "a\r\nSet-Cookie: evil=1")])
         return [b"no"]
@@ -465,7 +467,8 @@ def test_truncated_body_client_silent(server):
     assert still_serving(server)
 
 
-def test_client_disconnects_mid_response(server):
+def test_client_disconnects_mid_response(server, caplog):
+    caplog.set_level(logging.ERROR, logger="lwp.wsgi")
     c = connect(server)
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     c.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -477,6 +480,8 @@ def test_client_disconnects_mid_response(server):
     while server.stats()["busy"] and time.monotonic() < deadline:
         time.sleep(0.01)
     assert server.stats()["busy"] == 0
+    server.stop(T)
+    assert not [r for r in caplog.records if r.name == "lwp.wsgi"]  # the client's doing
 
 
 def test_application_error_is_500(server):
@@ -561,6 +566,16 @@ def test_error_reports_beyond_the_backlog_are_dropped_and_counted(monkeypatch):
     kept = text.count("RuntimeError: application failure")
     dropped = re.findall(r"lwp.wsgi: (\d+) application error reports dropped", text)
     assert len(dropped) == 1 and kept + int(dropped[0]) == 6 and kept < 6
+
+
+def test_application_connection_error_is_500_and_logged(server, caplog):
+    with caplog.at_level(logging.ERROR, logger="lwp.wsgi"):
+        (status, _, _), closed = exchange(server, b"GET /upstream-down HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert status == 500 and closed
+        assert still_serving(server)
+        server.stop(T)  # the writer has logged the error
+    errors = [r for r in caplog.records if r.name == "lwp.wsgi"]
+    assert len(errors) == 1 and "ConnectionRefusedError" in errors[0].exc_text
 
 
 def test_header_injection_is_500(server):
