@@ -630,6 +630,14 @@ class FileWrapper:
         raise StopIteration
 
 
+def _check_bytes(data):
+    """PEP 3333: a body is bytes.  Checked before the head goes out, so that a str (the
+    usual slip) is answered 500 instead of a connection closed with nothing sent."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"the application's response body must be bytes, not "
+                        f"{type(data).__name__}")
+
+
 class _Response:
     """``start_response`` and the framing of one response."""
 
@@ -715,6 +723,7 @@ class _Response:
 
     def single(self, body):
         """The whole body is one chunk: one send with its head."""
+        _check_bytes(body)
         head = self._head(len(body))
         if self.no_body:
             self.conn.send(head)
@@ -751,6 +760,7 @@ class _Response:
         return True
 
     def write(self, data):
+        _check_bytes(data)
         if not self.sent:
             head = self._head()
         else:

@@ -51,6 +51,12 @@ def app(env, start_response):
         raise RuntimeError("application failure (expected by the test)")
     if path == "/upstream-down":  # the application's own ConnectionError, not the client's
         raise ConnectionRefusedError(111, "upstream refused (expected by the test)")
+    if path == "/str-body":  # PEP 3333 wants bytes
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return ["hello"]
+    if path == "/str-chunks":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (s for s in ["hel", "lo"])
     if path == "/inject":
         start_response("200 OK", [("X-Bad", "a\r\nSet-Cookie: evil=1")])
         return [b"no"]
@@ -817,8 +823,9 @@ def test_exc_info_after_the_headers_are_sent_reraises_and_closes(server, caplog)
     assert len(errors) == 1 and errors[0].exc_text.endswith("KeyError: 'too late (expected by the test)'")
 
 
-@pytest.mark.parametrize("path", ["/twice", "/bad-header-type", "/bad-header-name", "/non-latin1"])
-def test_bad_start_response_calls_are_500(server, path):
+@pytest.mark.parametrize("path", ["/twice", "/bad-header-type", "/bad-header-name", "/non-latin1",
+                                  "/str-body", "/str-chunks"])
+def test_bad_responses_of_the_application_are_500(server, path):
     (status, _, _), closed = exchange(server, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
     assert status == 500 and closed
     assert still_serving(server)
