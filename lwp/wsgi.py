@@ -488,6 +488,7 @@ class _Connection:
             chunks = result
             if type(result) is list and len(result) == 1 and not state.sent:
                 state.single(result[0])
+                state.finish()
             elif type(result) is FileWrapper and not state.sent and state.send_file(result):
                 state.finish()
             else:
@@ -689,6 +690,8 @@ class _Response:
             lname = name.lower()
             if lname == "content-length":
                 length = int(value)
+                if length < 0:
+                    raise ValueError(f"negative Content-Length {value!r}")
                 continue
             elif lname == "connection":
                 conn_hdr = value.lower()

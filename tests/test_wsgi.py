@@ -57,6 +57,12 @@ def app(env, start_response):
     if path == "/str-chunks":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return (s for s in ["hel", "lo"])
+    if path == "/negative-length":
+        start_response("200 OK", [("Content-Length", "-5")])
+        return [b"hello"]
+    if path == "/short-body":  # less than its Content-Length
+        start_response("200 OK", [("Content-Length", "10")])
+        return [b"hello"]
     if path == "/inject":
         start_response("200 OK", [("X-Bad", "a\r\nSet-Cookie: evil=1")])
         return [b"no"]
@@ -824,11 +830,23 @@ def test_exc_info_after_the_headers_are_sent_reraises_and_closes(server, caplog)
 
 
 @pytest.mark.parametrize("path", ["/twice", "/bad-header-type", "/bad-header-name", "/non-latin1",
-                                  "/str-body", "/str-chunks"])
+                                  "/str-body", "/str-chunks", "/negative-length"])
 def test_bad_responses_of_the_application_are_500(server, path):
     (status, _, _), closed = exchange(server, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
     assert status == 500 and closed
     assert still_serving(server)
+
+
+def test_a_body_short_of_its_content_length_is_cut_and_logged(server, caplog):
+    caplog.set_level(logging.ERROR, logger="lwp.wsgi")
+    with connect(server) as c:
+        c.sendall(b"GET /short-body HTTP/1.1\r\nHost: t\r\n\r\n")
+        with c.makefile("rb") as f:
+            data = f.read()  # until the server closes
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\nhello")
+    server.stop(T)  # the writer has logged the error
+    errors = [r for r in caplog.records if r.name == "lwp.wsgi"]
+    assert len(errors) == 1 and "less than its Content-Length" in errors[0].exc_text
 
 
 def test_readline_and_iteration_over_a_chunked_body(server):
