@@ -303,14 +303,20 @@ class _Connection:
         r.keep_alive = p.should_keep_alive()
         if r.version not in ("1.1", "1.0"):
             raise HTTPError(505)
+        hosts = 0
         for name, value in r.headers:
             lname = name.lower()
-            if lname == b"content-length":
+            if lname == b"host":
+                hosts += 1
+            elif lname == b"content-length":
                 r.content_length = int(value)  # the parser has checked it
             elif lname == b"transfer-encoding":
                 r.chunked = True  # the parser accepts only a final "chunked"
             elif lname == b"expect":
                 r.expect = value.lower()
+        if hosts > 1 or (hosts == 0 and r.version == "1.1"):  # RFC 9112 3.2: a MUST
+            raise HTTPError(400, "an HTTP/1.1 request needs one Host header" if hosts == 0
+                            else "more than one Host header")
         if r.content_length is not None and r.content_length > s.max_body:
             raise HTTPError(413)
         if r.expect is not None and r.expect != b"100-continue":
@@ -508,7 +514,8 @@ class _Connection:
                     self.refuse(HTTPError(400, "incomplete request body"), keep_reading=False)
                 return False
             # The application's own error, a ConnectionError from its database included.
-            s._logs.error("lwp.wsgi: application error on %s %s", req.method, req.url)
+            s._logs.error("lwp.wsgi: application error on %s %s", req.method.decode("latin-1"),
+                          req.url.decode("latin-1"))
             if not state.sent:
                 self.refuse(HTTPError(500, ""), keep_reading=False)
             return False

@@ -355,9 +355,10 @@ def test_access_log_drops_and_counts_lines_beyond_its_backlog(monkeypatch):
     kept = [x for x in out.lines if '"GET / HTTP/1.1" 200' in x]
     notes = [x for x in out.lines if "access log lines dropped" in x]
     # The writer took what had come before it first ran (one line or more, as the
-    # scheduler had it) and stuck writing it; behind it, at most the backlog waited.
-    assert len(notes) == 1 and len(kept) - len(out.first_write) <= 5
-    assert len(kept) + int(notes[0].split()[1]) == 20
+    # scheduler had it; the backlog full and a drop note too, on a slow run) and stuck
+    # writing it; behind it, at most the backlog waited.
+    assert 1 <= len(notes) <= 2 and len(kept) - len(out.first_write) <= 5
+    assert len(kept) + sum(int(x.split()[1]) for x in notes) == 20
 
 
 def test_access_log_to_a_logger(caplog):
@@ -404,6 +405,9 @@ BAD = {
     "chunked_body_too_large": (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                                + b"10000\r\n" + b"x" * 65536 + b"\r\n" + b"10000\r\n" + b"x" * 65536
                                + b"\r\n0\r\n\r\n", 413),
+    "no_host": (b"GET / HTTP/1.1\r\nX-A: 1\r\n\r\n", 400),
+    "two_hosts": (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    "two_hosts_http10": (b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     "unknown_expectation": (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nExpect: magic\r\n\r\nx", 417),
 }
 
@@ -588,6 +592,7 @@ def test_application_connection_error_is_500_and_logged(server, caplog):
         server.stop(T)  # the writer has logged the error
     errors = [r for r in caplog.records if r.name == "lwp.wsgi"]
     assert len(errors) == 1 and "ConnectionRefusedError" in errors[0].exc_text
+    assert errors[0].getMessage() == "lwp.wsgi: application error on GET /upstream-down"
 
 
 def test_header_injection_is_500(server):
