@@ -1021,7 +1021,7 @@ class _LogWriter:
                     continue
                 try:
                     self._write_lines(batch)
-                except Exception:  # a broken file-like object: say so, keep serving and logging
+                except Exception:  # a full disk, a closed or broken file: say so, go on
                     blocking(_handle_errors, [_error_entry(
                         "lwp.wsgi: the access log failed to write %d lines", (len(batch),),
                         sys.exc_info())])
@@ -1042,11 +1042,8 @@ class _LogWriter:
 
     def _write(self, lines):
         out = self.access
-        try:
-            out.write("\n".join(lines) + "\n")
-            out.flush()
-        except (OSError, ValueError):  # a closed or broken destination: the server goes on
-            pass
+        out.write("\n".join(lines) + "\n")
+        out.flush()
 
 
 def _error_entry(msg, args, exc_info):
