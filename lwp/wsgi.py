@@ -28,6 +28,10 @@ more than ``max_connections`` connections  503 with Retry-After, closed
 Content-Length with Transfer-Encoding,     400, closed (request smuggling
 duplicate Content-Length, bad chunk size,  shapes); the parser's
 any other malformed request                verdict
+an HTTP/1.1 request without a Host         400, closed (RFC 9112 3.2)
+header, any request with two
+a plain-HTTP request on the HTTPS port     400 in the clear, closed (as
+                                           nginx answers it)
 a client silent for ``io_timeout`` while   closed
 sending a body or reading the response
 =========================================  ===============================
@@ -36,8 +40,13 @@ Header names containing ``_`` are dropped (they would be confused with
 ``-`` in ``HTTP_*`` environ keys), header values are decoded as latin-1 as
 PEP 3333 says, and the application's response headers are checked: a name
 must be an RFC 9110 token and a value must hold no CR, LF or NUL (header
-injection), else the answer is a 500.  Error responses close the connection
-with a lingering close, so the client reads the status instead of a reset.
+injection), its Content-Length must not be negative and its body must be
+bytes (a ``str`` is the usual slip), else the answer is a 500.  Any exception
+of the application, its own ``ConnectionError`` or ``TimeoutError`` (a
+database refusing) included, is a 500 and logged; only a failure of the
+client's own connection ends a request without an answer or a log.  Error
+responses close the connection with a lingering close, so the client reads
+the status instead of a reset.
 
 The access log (``access_log``: a file, a :class:`logging.Logger`, or None,
 the default: no log) has one line per response: client, time, request line,
