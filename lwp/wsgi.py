@@ -349,16 +349,16 @@ class _Connection:
         if timeout != self.timeout:
             self.sock.settimeout(timeout)
             self.timeout = timeout
-        try:
-            return self.sock.recv(RECV_SIZE)
-        except OSError as e:
-            self.client_error = e
-            raise
+        return self.client_io(self.sock.recv, RECV_SIZE)
 
     def send(self, data):
-        """``sendall`` to the client, noting a failure as the client's (see respond)."""
+        self.client_io(self.sock.sendall, data)
+
+    def client_io(self, op, *args):
+        """``op(*args)``, an operation on the client's socket, noting its failure as the
+        client's (see respond)."""
         try:
-            self.sock.sendall(data)
+            return op(*args)
         except OSError as e:
             self.client_error = e
             raise
@@ -771,11 +771,7 @@ class _Response:
             return True
         count = min(self.length, size)
         if count:
-            try:
-                self.body_bytes = conn.sock.sendfile(f, pos, count)
-            except OSError as e:
-                conn.client_error = e
-                raise
+            self.body_bytes = conn.client_io(conn.sock.sendfile, f, pos, count)
         return True
 
     def write(self, data):
