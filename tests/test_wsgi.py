@@ -765,6 +765,13 @@ def test_gunicorn_worker_class(tmp_path):
     run_gunicorn(tmp_path)
 
 
+def test_gunicorn_access_log(tmp_path):
+    log = tmp_path / "access.log"
+    run_gunicorn(tmp_path, "--access-logfile", str(log))
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 2 and all('"GET / HTTP/1.1" 200 7' in x for x in lines)
+
+
 # -- PEP 3333 and HTTP details a WSGI server owes its users ------------------------------------
 
 def test_http10_keep_alive(server):
