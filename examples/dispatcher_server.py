@@ -133,6 +133,11 @@ class FileServer:
                 return
             try:
                 head.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                # No protocol upgrades here (curl --http2 asks for h2c): the request is
+                # answered in HTTP/1.1, and the connection closed after it.
+                method, url, _ = head.complete[-1]
+                head.complete[-1] = (method, url, False)
             except httptools.HttpParserError:
                 conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 return

@@ -46,6 +46,11 @@ says nothing holds one worker, never the dispatcher, and only for
 failed handshake (a timeout, a plain-HTTP client, an unknown CA) costs one
 line at INFO on the ``lwp.server`` logger and the ``tls_errors`` counter; the
 handler is not called.  ``stop()`` ends handshakes in progress at once.
+``plaintext=callable(conn, address)`` is for a client that speaks plain text
+to the TLS port (its first byte, peeked, cannot begin a TLS handshake): it is
+counted and logged as a failed handshake, then ``callable`` may answer it in
+the clear on ``conn`` (the WSGI server answers ``400 Bad Request``, as nginx
+does) before the connection is closed.
 
 Several processes: ``reuse_port=True`` sets ``SO_REUSEPORT``, so several
 processes can bind the same port and the kernel spreads connections among
@@ -120,13 +125,14 @@ class StreamServer:
     size, default 1024), ``overload`` (``"wait"`` or a callable, see the
     module doc), ``max_overload``, ``backlog`` (default 1024), ``reuse_port``,
     ``nodelay`` (TCP_NODELAY on accepted connections, default True),
-    ``ssl_context`` and ``handshake_timeout`` (TLS, see the module doc),
-    ``name`` (for thread names and logs).
+    ``ssl_context``, ``handshake_timeout`` and ``plaintext`` (TLS, see the
+    module doc), ``name`` (for thread names and logs).
     """
 
     def __init__(self, address, handler, *, mode="concurrent", max_connections=1024,
                  overload="wait", max_overload=64, backlog=1024, reuse_port=False,
-                 nodelay=True, ssl_context=None, handshake_timeout=10.0, name="server"):
+                 nodelay=True, ssl_context=None, handshake_timeout=10.0, plaintext=None,
+                 name="server"):
         if mode not in ("concurrent", "iterative"):
             raise ValueError(f"mode must be 'concurrent' or 'iterative', got {mode!r}")
         if not (isinstance(max_connections, int) and max_connections >= 1):
@@ -142,6 +148,8 @@ class StreamServer:
             if not (isinstance(handshake_timeout, (int, float)) and handshake_timeout > 0):
                 raise ValueError(f"handshake_timeout must be a number > 0, got {handshake_timeout!r}")
             self._tls_socket = SSLSocket
+        if plaintext is not None and not callable(plaintext):
+            raise ValueError("plaintext must be None or a callable(conn, address)")
         self.handler = handler
         self.mode = mode
         self.max_connections = max_connections
@@ -152,6 +160,7 @@ class StreamServer:
         self.nodelay = nodelay
         self.ssl_context = ssl_context
         self.handshake_timeout = handshake_timeout
+        self.plaintext = plaintext
         self.name = name
         self._address_arg = address
         self._listener = None        # the stdlib socket, non-blocking
@@ -448,20 +457,31 @@ class StreamServer:
         conn.settimeout(self.handshake_timeout)
         try:
             with self.idle():
-                tls = self._tls_socket._create(conn, server_side=True, do_handshake_on_connect=False,
-                                               context=self.ssl_context)
-                try:
-                    tls.do_handshake()
-                except BaseException:
-                    tls.close()
-                    raise
+                if self.plaintext is not None and _speaks_plain_text(conn):
+                    tls = None
+                else:
+                    tls = self._tls_socket._create(conn, server_side=True,
+                                                   do_handshake_on_connect=False,
+                                                   context=self.ssl_context)
+                    try:
+                        tls.do_handshake()
+                    except BaseException:
+                        tls.close()
+                        raise
         except OSError as e:  # SSLError and TimeoutError included
-            log.info("%s: TLS handshake with %s failed: %s", self.name, addr, e)
-            with self._lock:
-                self.counters["tls_errors"] += 1
+            self._tls_failed(addr, e)
+            return None
+        if tls is None:
+            self._tls_failed(addr, "the client speaks plain text, not TLS")
+            self.plaintext(conn, addr)
             return None
         tls.settimeout(None)
         return tls
+
+    def _tls_failed(self, addr, reason):
+        log.info("%s: TLS handshake with %s failed: %s", self.name, addr, reason)
+        with self._lock:
+            self.counters["tls_errors"] += 1
 
     @user_code_entry  # the handler may be preempted: nothing is held across the call
     def _serve(self, conn, addr):
@@ -528,6 +548,14 @@ class StreamServer:
                     self._idle.remove(w)
                 except (ValueError, UnboundLocalError):
                     pass
+
+
+def _speaks_plain_text(conn):
+    """Whether the client's first byte (peeked: the handshake still reads it) cannot begin
+    a TLS handshake, as nginx tells a plain-HTTP client: a TLS record of type handshake
+    starts with 0x16, an SSLv2-style hello with a byte whose high bit is set."""
+    first = conn.recv(1, _stdsocket.MSG_PEEK)
+    return bool(first) and first[0] != 0x16 and not first[0] & 0x80
 
 
 class _IdlePhase:

@@ -28,6 +28,10 @@ more than ``max_connections`` connections  503 with Retry-After, closed
 Content-Length with Transfer-Encoding,     400, closed (request smuggling
 duplicate Content-Length, bad chunk size,  shapes); the parser's
 any other malformed request                verdict
+an HTTP/1.1 request without a Host         400, closed (RFC 9112 3.2)
+header, any request with two
+a plain-HTTP request on the HTTPS port     400 in the clear, closed (as
+                                           nginx answers it)
 a client silent for ``io_timeout`` while   closed
 sending a body or reading the response
 =========================================  ===============================
@@ -36,17 +40,25 @@ Header names containing ``_`` are dropped (they would be confused with
 ``-`` in ``HTTP_*`` environ keys), header values are decoded as latin-1 as
 PEP 3333 says, and the application's response headers are checked: a name
 must be an RFC 9110 token and a value must hold no CR, LF or NUL (header
-injection), else the answer is a 500.  Error responses close the connection
-with a lingering close, so the client reads the status instead of a reset.
+injection), its Content-Length must not be negative and its body must be
+bytes (a ``str`` is the usual slip), else the answer is a 500.  Any exception
+of the application, its own ``ConnectionError`` or ``TimeoutError`` (a
+database refusing) included, is a 500 and logged; only a failure of the
+client's own connection ends a request without an answer or a log.  Error
+responses close the connection with a lingering close, so the client reads
+the status instead of a reset.
 
 The access log (``access_log``: a file, a :class:`logging.Logger`, or None,
 the default: no log) has one line per response: client, time, request line,
-status, bytes, microseconds.  The lines are written by a green thread of
-their own through :func:`lwp.blocking`, so a slow log (stderr into a full
-pipe, a handler that sends over the network) never holds an LWP or a
-request; if it falls more than 10,000 lines behind, lines are dropped and
-their number logged.  Errors (an application's exception, a failed TLS
-handshake) go to the ``lwp.wsgi`` and ``lwp.server`` loggers.
+status, bytes, microseconds.  An application's exception (answered 500 if
+nothing was sent yet) is logged at ERROR, with its traceback, on the
+``lwp.wsgi`` logger.  Both are written by a green thread of their own through
+:func:`lwp.blocking`, in the order they happened, so a slow log (stderr into
+a full pipe, a handler that sends over the network) never holds an LWP or a
+request; if it falls more than 10,000 entries behind, entries are dropped and
+their number logged.  The error records carry the formatted traceback
+(``exc_text``), not ``exc_info``: a waiting record keeps no frames alive.
+A failed TLS handshake is logged at INFO on ``lwp.server``.
 
 Command line::
 
@@ -72,7 +84,9 @@ import time
 from _thread import allocate_lock
 from collections import deque
 from email.utils import formatdate
+from itertools import groupby
 from stat import S_ISREG
+from traceback import TracebackException
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -98,7 +112,7 @@ RECV_SIZE = 65536
 LINGER_SECONDS = 1.0        # after an error response, read what the client still sends
 LINGER_BYTES = 1 << 20
 DRAIN_BYTES = 1 << 16       # unread request body we read and discard to keep the connection
-ACCESS_LOG_BACKLOG = 10000  # access log lines waiting for a slow log, at most
+LOG_BACKLOG = 10000         # access lines and error records waiting for a slow log, at most
 
 
 class HTTPError(Exception):
@@ -247,6 +261,7 @@ class _Connection:
         self.eof = False
         self.timeout = -1.0       # what the socket's timeout is set to now
         self.continue_sent = False
+        self.client_error = None  # the last error of the client's socket (or its early EOF)
         remote = addr if isinstance(addr, tuple) else ("", "")
         self.base_env = {
             "SCRIPT_NAME": "",
@@ -297,14 +312,20 @@ class _Connection:
         r.keep_alive = p.should_keep_alive()
         if r.version not in ("1.1", "1.0"):
             raise HTTPError(505)
+        hosts = 0
         for name, value in r.headers:
             lname = name.lower()
-            if lname == b"content-length":
+            if lname == b"host":
+                hosts += 1
+            elif lname == b"content-length":
                 r.content_length = int(value)  # the parser has checked it
             elif lname == b"transfer-encoding":
                 r.chunked = True  # the parser accepts only a final "chunked"
             elif lname == b"expect":
                 r.expect = value.lower()
+        if hosts > 1 or (hosts == 0 and r.version == "1.1"):  # RFC 9112 3.2: a MUST
+            raise HTTPError(400, "an HTTP/1.1 request needs one Host header" if hosts == 0
+                            else "more than one Host header")
         if r.content_length is not None and r.content_length > s.max_body:
             raise HTTPError(413)
         if r.expect is not None and r.expect != b"100-continue":
@@ -328,7 +349,19 @@ class _Connection:
         if timeout != self.timeout:
             self.sock.settimeout(timeout)
             self.timeout = timeout
-        return self.sock.recv(RECV_SIZE)
+        return self.client_io(self.sock.recv, RECV_SIZE)
+
+    def send(self, data):
+        self.client_io(self.sock.sendall, data)
+
+    def client_io(self, op, *args):
+        """``op(*args)``, an operation on the client's socket, noting its failure as the
+        client's (see respond)."""
+        try:
+            return op(*args)
+        except OSError as e:
+            self.client_error = e
+            raise
 
     def _feed(self, data):
         """Parse ``data``; a refusal is kept in ``self.error`` for its turn."""
@@ -399,12 +432,14 @@ class _Connection:
         """Read until ``req`` has more body data or is complete (for wsgi.input)."""
         if req.expect == b"100-continue" and not self.continue_sent and not req.received:
             self.continue_sent = True
-            self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
         while not req.chunks and not req.complete:
             if self.error is not None and self.parsing is req:
                 raise self.error
             if self.eof:
-                raise ClientDisconnected("client closed the connection before the end of the body")
+                self.client_error = ClientDisconnected(
+                    "client closed the connection before the end of the body")
+                raise self.client_error
             data = self._recv(self.server.io_timeout)
             if not data:
                 self.eof = True
@@ -468,6 +503,7 @@ class _Connection:
             chunks = result
             if type(result) is list and len(result) == 1 and not state.sent:
                 state.single(result[0])
+                state.finish()
             elif type(result) is FileWrapper and not state.sent and state.send_file(result):
                 state.finish()
             else:
@@ -475,17 +511,20 @@ class _Connection:
                     if chunk:
                         state.write(chunk)
                 state.finish()
-        except (ConnectionError, TimeoutError, HTTPError) as e:
+        except HTTPError as e:  # a refusal met while reading the body
             if not state.sent:
-                if isinstance(e, HTTPError):
-                    self.refuse(e)
-                elif isinstance(e, ClientDisconnected):
-                    self.refuse(HTTPError(400, "incomplete request body"), keep_reading=False)
+                self.refuse(e)
             return False
         except Cancelled:
             raise
-        except Exception:
-            log.exception("lwp.wsgi: application error on %s %s", req.method, req.url)
+        except Exception as e:
+            if e is self.client_error:  # the client went away or was too slow: not an app error
+                if isinstance(e, ClientDisconnected) and not state.sent:
+                    self.refuse(HTTPError(400, "incomplete request body"), keep_reading=False)
+                return False
+            # The application's own error, a ConnectionError from its database included.
+            s._logs.error("lwp.wsgi: application error on %s %s", req.method.decode("latin-1"),
+                          req.url.decode("latin-1"))
             if not state.sent:
                 self.refuse(HTTPError(500, ""), keep_reading=False)
             return False
@@ -495,7 +534,7 @@ class _Connection:
                 try:
                     close()
                 except Exception:
-                    log.exception("lwp.wsgi: error closing the application's iterable")
+                    s._logs.error("lwp.wsgi: error closing the application's iterable")
         s._log(self.addr, req, state.status_code, state.body_bytes, (time.monotonic() - t0) * 1e6)
         if not (state.keep_alive and req.keep_alive):
             return False
@@ -608,6 +647,14 @@ class FileWrapper:
         raise StopIteration
 
 
+def _check_bytes(data):
+    """PEP 3333: a body is bytes.  Checked before the head goes out, so that a str (the
+    usual slip) is answered 500 instead of a connection closed with nothing sent."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"the application's response body must be bytes, not "
+                        f"{type(data).__name__}")
+
+
 class _Response:
     """``start_response`` and the framing of one response."""
 
@@ -659,6 +706,8 @@ class _Response:
             lname = name.lower()
             if lname == "content-length":
                 length = int(value)
+                if length < 0:
+                    raise ValueError(f"negative Content-Length {value!r}")
                 continue
             elif lname == "connection":
                 conn_hdr = value.lower()
@@ -693,15 +742,16 @@ class _Response:
 
     def single(self, body):
         """The whole body is one chunk: one send with its head."""
+        _check_bytes(body)
         head = self._head(len(body))
         if self.no_body:
-            self.conn.sock.sendall(head)
+            self.conn.send(head)
             return
         if self.length != len(body):
             self.keep_alive = False
             body = body[:self.length]
         self.body_bytes = len(body)
-        self.conn.sock.sendall(head + body)
+        self.conn.send(head + body)
 
     def send_file(self, wrapper):
         """Send a FileWrapper's regular file with sendfile; False (nothing sent) if it is none."""
@@ -715,23 +765,24 @@ class _Response:
             return False
         size = max(st.st_size - pos, 0)
         head = self._head(size)
-        sock = self.conn.sock
-        sock.sendall(head)
+        conn = self.conn
+        conn.send(head)
         if self.no_body:
             return True
         count = min(self.length, size)
         if count:
-            self.body_bytes = sock.sendfile(f, pos, count)
+            self.body_bytes = conn.client_io(conn.sock.sendfile, f, pos, count)
         return True
 
     def write(self, data):
+        _check_bytes(data)
         if not self.sent:
             head = self._head()
         else:
             head = b""
         if self.no_body:
             if head:
-                self.conn.sock.sendall(head)
+                self.conn.send(head)
             return
         n = len(data)
         if self.chunked:
@@ -744,14 +795,14 @@ class _Response:
                 data, n = data[:room], room
         self.body_bytes += n
         if head or data:
-            self.conn.sock.sendall(head + data if head else data)
+            self.conn.send(head + data if head else data)
 
     def finish(self):
         if not self.sent:
-            self.conn.sock.sendall(self._head(0))
+            self.conn.send(self._head(0))
             return
         if self.chunked and not self.no_body:
-            self.conn.sock.sendall(b"0\r\n\r\n")
+            self.conn.send(b"0\r\n\r\n")
         elif self.length is not None and self.body_bytes < self.length and not self.no_body:
             self.keep_alive = False
             raise ConnectionAbortedError("the application sent less than its Content-Length")
@@ -812,10 +863,11 @@ class WSGIServer:
         self._stream = StreamServer(address, self._handle, max_connections=max_connections,
                                     overload=self._overload, backlog=backlog,
                                     reuse_port=reuse_port, ssl_context=ssl_context,
-                                    handshake_timeout=handshake_timeout, name=name)
+                                    handshake_timeout=handshake_timeout,
+                                    plaintext=self._plain_http, name=name)
         self.server_name = "localhost"
         self.server_port = "0"
-        self._access = None  # the access log's writer, while the server runs
+        self._logs = None  # the log writer, while the server runs
 
     @property
     def address(self):
@@ -823,8 +875,7 @@ class WSGIServer:
 
     def start(self):
         self._stream.start()
-        if self.access_log is not None:
-            self._access = _AccessLog(self.access_log, self._stream.name)
+        self._logs = _LogWriter(self.access_log, self._stream.name)
         addr = self._stream.address
         if isinstance(addr, tuple):
             self.server_name, self.server_port = str(addr[0]), str(addr[1])
@@ -841,8 +892,8 @@ class WSGIServer:
         try:
             return self._stream.stop(timeout)
         finally:
-            if self._access is not None:
-                self._access.close()
+            if self._logs is not None:
+                self._logs.close()
 
     def stats(self):
         return self._stream.stats()
@@ -866,44 +917,75 @@ class WSGIServer:
             pass
         conn.refuse(HTTPError(503, "server at its connection limit"))
 
+    def _plain_http(self, sock, addr):
+        """A plain-HTTP client on the HTTPS port: a 400 in the clear, as nginx answers, so
+        it sees why instead of a closed connection."""
+        _Connection(self, sock, addr).refuse(
+            HTTPError(400, "The plain HTTP request was sent to the HTTPS port"))
+
     def _log(self, addr, req, status, nbytes, micros):
-        writer = self._access
-        if writer is None:
+        if self.access_log is None:
             return
         client = addr[0] if isinstance(addr, tuple) else "-"
         when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
         line = "-" if req is None else (
             f"{req.method.decode('latin-1')} {req.url.decode('latin-1')} HTTP/{req.version}")
-        writer.put(f'{client} - - [{when}] "{line}" {status} {nbytes} {int(micros)}us')
+        self._logs.line(f'{client} - - [{when}] "{line}" {status} {nbytes} {int(micros)}us')
 
 
-class _AccessLog:
-    """The access log's writer: a green thread writing lines in batches through
+class _LogWriter:
+    """The server's log writer: a green thread that writes the access log's lines and the
+    application errors' records, in the order they came, in batches through
     :func:`lwp.blocking`.
 
     So a slow or stuck destination (stderr into a full pipe, a file on a slow
     disk, a logging handler that sends over the network) holds an activation
-    thread, never an LWP, nor the request whose line it is.  At most
-    ``ACCESS_LOG_BACKLOG`` lines wait; beyond that lines are dropped and
-    counted, and the count is logged once the writer catches up: a log that
-    cannot keep up must not grow memory without bound.
+    thread, never an LWP, nor the request whose line or traceback it is.  At
+    most ``LOG_BACKLOG`` entries wait; beyond that they are dropped and
+    counted, and the counts are logged once the writer catches up: a log that
+    cannot keep up must not grow memory without bound.  One queue keeps the
+    order: a request's error comes before its access line, and a connection's
+    requests in turn.
     """
 
-    def __init__(self, out, name):
-        self.out = out
+    def __init__(self, access, name):
+        self.access = access      # the access log: a file-like, a Logger, or None
         self._lock = allocate_lock()
-        self._lines = []
-        self._dropped = 0
-        self._waiter = None      # the writer, parked until there are lines
+        self._entries = []        # access lines (str) and errors (LogRecord, TracebackException)
+        self._dropped_lines = 0
+        self._dropped_errors = 0
+        self._waiter = None       # the writer, parked until there are entries
         self._closed = False
-        self._thread = spawn(self._run, name=f"{name}-access-log")
+        self._thread = spawn(self._run, name=f"{name}-log")
 
-    def put(self, line):
+    def line(self, text):
+        """Queue a line of the access log."""
+        self._put(text, True)
+
+    def error(self, msg, *args):
+        """Queue ``msg % args`` at ERROR on the ``lwp.wsgi`` logger, with the exception being
+        handled: what ``log.exception`` writes, from the writer.
+
+        The record is made here, in the request's green thread (a LogRecord made
+        in an activation thread would register a dummy Thread for good).  The
+        traceback is kept as a :class:`traceback.TracebackException` without
+        its source lines, which the writer reads when it formats it into
+        ``exc_text``: a waiting error must not keep the request's frames (its
+        environ, its body) alive, nor read source files on an LWP.  So the
+        record has ``exc_text`` and no ``exc_info``.
+        """
+        if log.isEnabledFor(logging.ERROR):
+            self._put(_error_entry(msg, args, sys.exc_info()), False)
+
+    def _put(self, entry, is_line):
         with self._lock:
-            if len(self._lines) >= ACCESS_LOG_BACKLOG:
-                self._dropped += 1
+            if len(self._entries) >= LOG_BACKLOG:
+                if is_line:
+                    self._dropped_lines += 1
+                else:
+                    self._dropped_errors += 1
                 return
-            self._lines.append(line)
+            self._entries.append(entry)
             w, self._waiter = self._waiter, None
         if w is not None:
             w.wake(None)
@@ -921,42 +1003,70 @@ class _AccessLog:
     def _run(self):
         while True:
             with self._lock:
-                lines, self._lines = self._lines, []
-                dropped, self._dropped = self._dropped, 0
-                if not (lines or dropped):
+                entries, self._entries = self._entries, []
+                lines, self._dropped_lines = self._dropped_lines, 0
+                errors, self._dropped_errors = self._dropped_errors, 0
+                if not (entries or lines or errors):
                     if self._closed:
                         return
                     w = self._waiter = park.waiter()
-            if not (lines or dropped):
+            if not (entries or lines or errors):
                 w.wait()
                 continue
-            if dropped:
-                lines.append(f"lwp.wsgi: {dropped} access log lines dropped "
-                             f"(the log is slower than the requests)")
-            out = self.out
-            try:
-                if not isinstance(out, logging.Logger):
-                    blocking(self._write, lines)
-                elif out.isEnabledFor(logging.INFO):
-                    # Made here: a LogRecord asks threading for its thread's name, which
-                    # in an activation thread would register a dummy Thread for good.
-                    records = [out.makeRecord(out.name, logging.INFO, __file__, 0, line, (),
-                                              None) for line in lines]
-                    blocking(self._handle, records)
-            except Exception:  # a broken file-like object: say so, keep serving and logging
-                log.exception("lwp.wsgi: the access log failed to write %d lines", len(lines))
+            if lines:
+                entries.append(f"lwp.wsgi: {lines} access log lines dropped "
+                               f"(the log is slower than the requests)")
+            if errors:
+                entries.append(_error_entry("lwp.wsgi: %d application error reports dropped "
+                                            "(the log is slower than the errors)", (errors,), None))
+            for is_line, batch in groupby(entries, key=lambda e: type(e) is str):
+                batch = list(batch)
+                if not is_line:
+                    blocking(_handle_errors, batch)
+                    continue
+                try:
+                    self._write_lines(batch)
+                except Exception:  # a full disk, a closed or broken file: say so, go on
+                    blocking(_handle_errors, [_error_entry(
+                        "lwp.wsgi: the access log failed to write %d lines", (len(batch),),
+                        sys.exc_info())])
+
+    def _write_lines(self, lines):
+        out = self.access
+        if not isinstance(out, logging.Logger):
+            blocking(self._write, lines)
+        elif out.isEnabledFor(logging.INFO):
+            # Made here, for the reason given in error().
+            records = [out.makeRecord(out.name, logging.INFO, __file__, 0, line, (), None)
+                       for line in lines]
+            blocking(self._handle, records)
 
     def _handle(self, records):
         for record in records:
-            self.out.handle(record)
+            self.access.handle(record)
 
     def _write(self, lines):
-        out = self.out
-        try:
-            out.write("\n".join(lines) + "\n")
-            out.flush()
-        except (OSError, ValueError):  # a closed or broken destination: the server goes on
-            pass
+        out = self.access
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+
+
+def _error_entry(msg, args, exc_info):
+    """A queued error: an ERROR record for ``lwp.wsgi`` and its traceback, not yet formatted."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, msg, args, None)
+    tb = None
+    if exc_info is not None and exc_info[0] is not None:
+        tb = TracebackException(*exc_info, lookup_lines=False)
+    return record, tb
+
+
+def _handle_errors(entries):
+    """Format the tracebacks and hand the records to ``lwp.wsgi``'s handlers (in an
+    activation thread: reading source lines and writing may block)."""
+    for record, tb in entries:
+        if tb is not None:
+            record.exc_text = "".join(tb.format()).rstrip("\n")
+        log.handle(record)
 
 
 def server_ssl_context(certfile, keyfile=None, ca_certs=None):

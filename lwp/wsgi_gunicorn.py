@@ -10,7 +10,9 @@ to use N cores under the GIL).
 Settings used: ``--worker-connections`` (the connection cap; beyond it 503),
 ``--keep-alive`` (idle keep-alive seconds), ``--graceful-timeout``,
 ``--limit-request-line`` (414), ``--limit-request-field_size`` (431),
-``--limit-request-fields`` (431), ``--timeout`` (the heartbeat).  The number of
+``--limit-request-fields`` (431), ``--timeout`` (the heartbeat),
+``--access-logfile`` (lwp's access log lines, through gunicorn's
+``gunicorn.access`` logger; ``--access-logformat`` is not used).  The number of
 LWPs per worker comes from ``$LWP_LWPS`` (default: one).  ``$LWP_MONKEY=1``
 patches the standard library (``lwp.monkey.patch_all()``) before the app loads.
 
@@ -66,6 +68,7 @@ class LwpWorker(Worker):
                              max_field=cfg.limit_request_field_size or 1 << 20,
                              max_headers=cfg.limit_request_fields,
                              multiprocess=cfg.workers > 1, ssl_context=ctx,
+                             access_log=self.log.access_log if cfg.accesslog else None,
                              handshake_timeout=float(os.environ.get("LWP_HANDSHAKE_TIMEOUT") or 10),
                              name=f"gunicorn-{self.pid}")
             srv.start()

@@ -89,13 +89,20 @@ def test_dispatcher_server_serves_the_demo_site():
                     break
                 data += chunk
         assert data.count(b"HTTP/1.1 200 OK") == 2
+        # an upgrade request (curl --http2's h2c) is answered in HTTP/1.1, then closed
+        with socket.create_connection(("127.0.0.1", port), timeout=T) as c:
+            c.sendall(b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings"
+                      b"\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+            with c.makefile("rb") as f:
+                data = f.read()  # until the server closes
+        assert data.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in data
     finally:
         out = stop_server(proc)
     m = re.search(r"stats: (\d+) requests, (\d+) bytes.*cache hits (\d+), misses (\d+); not found (\d+)", out)
     assert m, out
     requests, nbytes, hits, misses, notfound = map(int, m.groups())
-    assert requests == 1 + 18 + 1 + 2 and notfound == 1
-    assert hits >= 9 and misses == 10  # index + 9 resources read once, then cached
+    assert requests == 1 + 18 + 1 + 2 + 1 and notfound == 1
+    assert hits >= 10 and misses == 10  # index + 9 resources read once, then cached
     assert "requests per worker" in out
 
 
