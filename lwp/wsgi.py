@@ -113,6 +113,7 @@ LINGER_SECONDS = 1.0        # after an error response, read what the client stil
 LINGER_BYTES = 1 << 20
 DRAIN_BYTES = 1 << 16       # unread request body we read and discard to keep the connection
 LOG_BACKLOG = 10000         # access lines and error records waiting for a slow log, at most
+LOG_CLOSE_TIMEOUT = 10.0    # seconds stop() lets the log writer finish before giving up on it
 
 
 class HTTPError(Exception):
@@ -893,7 +894,7 @@ class WSGIServer:
             return self._stream.stop(timeout)
         finally:
             if self._logs is not None:
-                self._logs.close()
+                self._logs.close(LOG_CLOSE_TIMEOUT)
 
     def stats(self):
         return self._stream.stats()
@@ -990,15 +991,31 @@ class _LogWriter:
         if w is not None:
             w.wake(None)
 
-    def close(self):
-        """Write what waits, then end the writer."""
+    def close(self, timeout=None):
+        """Write what waits, then end the writer.
+
+        A destination still stuck after ``timeout`` seconds is given up on:
+        the writer is cancelled (its write goes on in an activation thread
+        until the destination takes it), what still waits is dropped, and a
+        warning says how much, written the same way so that it cannot hold
+        the caller either (at ERROR, as the other drop notes).
+        """
         with self._lock:
             self._closed = True
             w, self._waiter = self._waiter, None
         if w is not None:
             w.wake(None)
-        if self._thread is not park.current():
-            self._thread.join()
+        if self._thread is park.current():
+            return
+        try:
+            self._thread.join(timeout)
+        except TimeoutError:
+            self._thread.cancel()
+            with self._lock:
+                lost, self._entries = len(self._entries), []
+            note = _error_entry("lwp.wsgi: the log did not take its last entries within "
+                                "%s s; %d more dropped", (timeout, lost), None)
+            spawn(blocking, _handle_errors, [note], name="lwp.wsgi-log-note")
 
     def _run(self):
         while True:

@@ -341,6 +341,30 @@ def test_a_stuck_access_log_holds_no_request():
     assert len(out.lines) == 20 and all('"GET / HTTP/1.1" 200 5' in x for x in out.lines)
 
 
+def test_stop_gives_up_on_a_log_that_stays_stuck(monkeypatch, caplog):
+    """stop() waited for the log writer for ever: a stderr nobody reads held the
+    server's shutdown (python -m lwp.wsgi on SIGTERM) for good."""
+    import threading
+
+    import lwp.wsgi
+
+    monkeypatch.setattr(lwp.wsgi, "LOG_CLOSE_TIMEOUT", 0.2)
+    out = StuckLog()
+    srv = WSGIServer(("127.0.0.1", 0), app, access_log=out).start()
+    try:
+        hello_requests(srv, 3)
+        with caplog.at_level(logging.ERROR, logger="lwp.wsgi"):
+            stopper = threading.Thread(target=srv.stop, args=(T,))
+            stopper.start()
+            stopper.join(T)
+            stopped = not stopper.is_alive()
+            wait_until(lambda: any("did not take" in r.getMessage() for r in caplog.records))
+    finally:
+        out.release.set()  # the activation thread's write returns; nothing stays stuck
+        stopper.join(T)
+    assert stopped
+
+
 def test_access_log_drops_and_counts_lines_beyond_its_backlog(monkeypatch):
     import lwp.wsgi
 
