@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from helpers import wait_until
 import lwp
 from lwp._core import scheduler as sched_mod
 
@@ -294,26 +295,46 @@ def _signal_when_ready(script, signum):
     return p.returncode, out.split()
 
 
+def test_a_programs_handler_raising_while_the_main_thread_holds_an_lwp_lock(tmp_path):
+    """A program's handler that raised KeyboardInterrupt (on SIGTERM) just after the
+    main OS thread took an LWP's lock left that lock held: lwp.run hung in its
+    shutdown (seen 1 run in 30 of the SIGTERM test above).  It must reach ``main``."""
+    script = tmp_path / "sigterm_locked.py"
+    script.write_text(_CTRL_C_SCRIPT.format(prelude=(
+        "def on_term(signum, frame):\n"
+        "    raise KeyboardInterrupt\n"
+        "signal.signal(signal.SIGTERM, on_term)\n"
+        + _SIGNAL_UNDER_THE_LOCK.format(sig="SIGTERM"))))
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 3, p.stderr
+    out = p.stdout.split()
+    assert "signal-under-the-lock" in out and out[-1] == "KeyboardInterrupt"
+    assert ("ready" in out) == ("ran" in out)  # main, if it had started, ran its finally
+
+
+_SIGNAL_UNDER_THE_LOCK = (
+    "from lwp._core import thread\n"
+    "real, fired = thread.lock_owner, []\n"
+    "def lock_owner(t):\n"
+    "    owner = real(t)\n"
+    "    if not fired and threading.current_thread() is threading.main_thread():\n"
+    "        fired.append(True)\n"
+    "        print('signal-under-the-lock', flush=True)\n"
+    "        signal.raise_signal(signal.{sig})  # handled right here, lock held\n"
+    "    return owner\n"
+    "thread.lock_owner = lock_owner\n")
+
+
 def test_ctrl_c_while_the_main_thread_holds_an_lwp_lock(tmp_path):
     """A SIGINT handled just after the main OS thread took an LWP's lock (joining
     ``main``) raised KeyboardInterrupt there, the lock stayed held and the process
     hung; it must reach ``main`` as any Ctrl-C does."""
     script = tmp_path / "ctrlc_locked.py"
-    script.write_text(_CTRL_C_SCRIPT.format(prelude=(
-        "from lwp._core import thread\n"
-        "real, fired = thread.lock_owner, []\n"
-        "def lock_owner(t):\n"
-        "    owner = real(t)\n"
-        "    if not fired and threading.current_thread() is threading.main_thread():\n"
-        "        fired.append(True)\n"
-        "        print('SIGINT-under-the-lock', flush=True)\n"
-        "        signal.raise_signal(signal.SIGINT)  # handled right here, lock held\n"
-        "    return owner\n"
-        "thread.lock_owner = lock_owner\n")))
+    script.write_text(_CTRL_C_SCRIPT.format(prelude=_SIGNAL_UNDER_THE_LOCK.format(sig="SIGINT")))
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=20)
     assert p.returncode == 3, p.stderr
     out = p.stdout.split()
-    assert "SIGINT-under-the-lock" in out and out[-1] == "KeyboardInterrupt"
+    assert "signal-under-the-lock" in out and out[-1] == "KeyboardInterrupt"
     assert ("ready" in out) == ("ran" in out)  # main, if it had started, ran its finally
 
 
@@ -334,17 +355,28 @@ def test_default_scheduler_shuts_down_at_exit(tmp_path):
     assert out.stderr == ""
 
 
-def test_run_gives_sigint_back():
-    """lwp.run's own SIGINT handler lives only while ``main`` runs; a program's is kept."""
+def test_run_holds_the_signal_handlers_while_it_runs_and_gives_them_back():
+    """While lwp.run runs, every Python-level handler is its note-taker (so none
+    can raise inside lwp with a lock held); the real one is called at a safe
+    point, and each is given back afterwards."""
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert lwp.run(lambda: signal.getsignal(signal.SIGINT)) is not signal.default_int_handler
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    calls = []
 
     def mine(signum, frame):
-        pass
+        calls.append(signum)
 
-    signal.signal(signal.SIGINT, mine)
+    def main():
+        held = signal.getsignal(signal.SIGUSR1), signal.getsignal(signal.SIGINT)
+        signal.raise_signal(signal.SIGUSR1)
+        wait_until(lambda: calls)
+        return held
+
+    signal.signal(signal.SIGUSR1, mine)
     try:
-        assert lwp.run(lambda: signal.getsignal(signal.SIGINT)) is mine
+        held = lwp.run(main)
+        assert mine not in held and signal.default_int_handler not in held
+        assert calls == [signal.SIGUSR1]
+        assert signal.getsignal(signal.SIGUSR1) is mine
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)

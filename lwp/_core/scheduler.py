@@ -560,9 +560,11 @@ def run(main, /, *args, lwps=None, seed=None, max_lwps=None, stall_threshold=Non
     runs as a green thread, and when it returns (or raises, which re-raises
     here) every thread it left running is cancelled and joined and the LWPs
     stop.  Ctrl-C raises KeyboardInterrupt inside ``main`` so its ``finally``
-    blocks run: while ``main`` runs, ``lwp.run`` handles SIGINT itself, as
-    :class:`asyncio.Runner` does, unless the program installed a handler of its
-    own.  Cannot be called from a green thread.
+    blocks run.  While it runs, ``lwp.run`` holds the signal handlers (as
+    :class:`asyncio.Runner` holds SIGINT's): a signal's Python handler is
+    called where lwp holds no lock, and what it raises is raised in ``main``
+    (or, once ``main`` has finished, out of ``lwp.run``).  Cannot be called
+    from a green thread.
 
     Scheduler options (keyword-only; see :class:`Scheduler`): ``lwps``,
     ``seed``, ``max_lwps``, ``stall_threshold``, ``retire_after``, ``monitor``,
@@ -573,69 +575,100 @@ def run(main, /, *args, lwps=None, seed=None, max_lwps=None, stall_threshold=Non
     sched = Scheduler(lwps, seed=seed, max_lwps=max_lwps, stall_threshold=stall_threshold,
                       retire_after=retire_after, monitor=monitor, time_slice=time_slice,
                       completion_spin=completion_spin)
+    signals = _Signals()
     try:
-        return _join_interruptibly(sched.spawn(main, args, kwargs, name="main"))
+        with signals:
+            try:
+                return signals.join(sched.spawn(main, args, kwargs, name="main"))
+            finally:
+                sched.shutdown()
     finally:
-        sched.shutdown()
+        signals.run_pending()  # those that came once main was done: raise here
 
 
-def _join_interruptibly(t):
-    """Join ``t`` from the OS thread of ``lwp.run``, forwarding Ctrl-C into it.
+class _Signals:
+    """While ``lwp.run``'s OS thread is in lwp, its signal handlers only take note.
 
     Python runs a signal handler in the main thread wherever it happens to be,
-    and the default one raises KeyboardInterrupt there: possibly just after the
-    main thread took an LWP's lock (to join, to cancel) and before it could
-    release it, which leaves that lock held for ever and hangs every LWP.  So
-    while ``main`` runs, as :class:`asyncio.Runner` does, SIGINT gets a handler
-    that only notes the interrupt and rings a bell (a lock of this function's
-    own); the interrupt is thrown into ``main`` from here, where no lock is
-    held.  A handler the program installed itself is left alone, and a
-    KeyboardInterrupt one of its handlers raises (on SIGTERM, say) is forwarded
-    into ``main`` too.
+    and a handler may raise (the default SIGINT handler raises
+    KeyboardInterrupt, and so may a program's on SIGTERM): possibly just after
+    the main thread took an LWP's lock (to spawn, join, cancel, shut down) and
+    before it could release it, which leaves that lock held for ever and hangs
+    every LWP.  So, as :class:`asyncio.Runner` does for SIGINT, from spawning
+    ``main`` to the end of the shutdown every Python-level handler is replaced
+    by one that notes the signal and rings a bell (a lock of this object's
+    own), and the real handler is called where no lock is held: while
+    ``main`` runs, by :meth:`join`, which throws what it raises into ``main``
+    (so Ctrl-C is a KeyboardInterrupt in ``main``, and its ``finally`` blocks
+    run); afterwards, by :meth:`run_pending`, where it raises out of
+    ``lwp.run``.  Only in the main thread of the main interpreter (the only
+    one where handlers run); elsewhere this does nothing.
     """
-    if not _may_own_sigint():
-        try:
-            return t.join()
-        except KeyboardInterrupt:
-            if t.done():
-                raise
-            t._throw(KeyboardInterrupt())
-            return t.join()
-    bell = allocate_lock()
-    bell.acquire()
-    interrupts = []
 
-    def ring(*_):
+    def __init__(self):
+        self._bell = allocate_lock()
+        self._bell.acquire()
+        self._pending = []  # (signum, the real handler), in the order they came
+        self._saved = {}    # signum -> the real handler, while ours is installed
+
+    def __enter__(self):
+        if _kernel_ident() != _threading.main_thread().ident:
+            return self
+        for signum in signal.valid_signals():
+            try:
+                handler = signal.getsignal(signum)
+            except ValueError:
+                continue
+            if callable(handler):
+                try:
+                    signal.signal(signum, self._note)
+                except (OSError, ValueError):
+                    continue
+                self._saved[signum] = handler
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+
+    def _note(self, signum, frame):
+        self._pending.append((signum, self._saved[signum]))
+        self._ring()
+
+    def _ring(self, *_):
         try:
-            bell.release()
+            self._bell.release()
         except RuntimeError:  # rung already, not heard yet
             pass
 
-    def on_sigint(signum, frame):
-        interrupts.append(signum)
-        ring()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        t.add_done_callback(ring)
+    def join(self, t):
+        """Join green thread ``t``, calling the handlers of the signals that come
+        meanwhile and throwing into ``t`` what they raise."""
+        if not self._saved:
+            return t.join()
+        t.add_done_callback(self._ring)
         while not t.done():
+            self._bell.acquire()
+            while self._pending and not t.done():
+                signum, handler = self._pending.pop(0)
+                try:
+                    handler(signum, None)
+                except BaseException as e:
+                    t._throw(e)
+        return t.join()
+
+    def run_pending(self):
+        """Call the handlers of the signals noted but not handled yet (the first
+        exception one raises is raised once they have all run)."""
+        error = None
+        while self._pending:
+            signum, handler = self._pending.pop(0)
             try:
-                bell.acquire()
-            except KeyboardInterrupt:  # raised by a handler of the program's (SIGTERM...)
-                interrupts.append(None)
-            while interrupts and not t.done():
-                interrupts.pop()
-                t._throw(KeyboardInterrupt())
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return t.join()
-
-
-def _may_own_sigint():
-    """True in the main thread of the main interpreter while SIGINT has Python's default
-    handler (the only case in which :func:`_join_interruptibly` replaces it)."""
-    return (_kernel_ident() == _threading.main_thread().ident
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+                handler(signum, None)
+            except BaseException as e:
+                error = error or e
+        if error is not None:
+            raise error
 
 
 def current():
