@@ -18,6 +18,7 @@ if __name__ == "__main__":
     # cffi and setuptools import.
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 
+import greenlet  # noqa: E402 - its C API header, greenlet.h, is next to its module
 from cffi import FFI  # after the sys.path fix above
 
 _root = os.path.dirname(_here)
@@ -31,8 +32,8 @@ def _read(name):
 
 # The declarations come from the real headers, between their markers, so the
 # C and the cdef cannot drift apart.
-_HEADERS = ["activations.h", "activations_py.h", "preempt.h"]
-_SOURCES = ["activations.c", "activations_py.c", "preempt.c"]
+_HEADERS = ["activations.h", "activations_py.h", "park_py.h", "preempt.h"]
+_SOURCES = ["activations.c", "activations_py.c", "park_py.c", "preempt.c"]
 
 
 def _cdef_of(header):
@@ -77,13 +78,14 @@ ffi.set_source(
     #include <netinet/in.h>
     #include "activations.h"
     #include "activations_py.h"
+    #include "park_py.h"
     #include "preempt.h"
     """,
     # setuptools wants source paths relative to the project root, where it
     # runs setup.py; ffi.compile() below runs from there too.
     sources=[os.path.relpath(os.path.join(_csrc, c), _root) for c in _SOURCES],
     depends=[os.path.relpath(os.path.join(_csrc, h), _root) for h in _HEADERS + ["builtins.h"]],
-    include_dirs=[_csrc],
+    include_dirs=[_csrc, os.path.dirname(greenlet.__file__)],
     # Full C API, not the limited one (abi3): preempt.c reads the thread
     # state (PyThreadState.c_tracefunc, .thread_id) and calls
     # _PyEval_SetTrace(), whose layout and existence vary with the CPython
