@@ -645,7 +645,7 @@ static PyType_Spec waiter_spec = {
  * failure fields[] is left as it was. */
 static int load_fields(PyTypeObject *type, field *fields, int n)
 {
-    PyObject *found[N_LWP_FIELDS > N_THREAD_FIELDS ? N_LWP_FIELDS : N_THREAD_FIELDS];
+    PyObject *found[(int)N_LWP_FIELDS > (int)N_THREAD_FIELDS ? (int)N_LWP_FIELDS : (int)N_THREAD_FIELDS];
     int i;
 
     for (i = 0; i < n; i++) {
