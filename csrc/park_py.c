@@ -23,8 +23,6 @@ int lwp_park_py_init(const char *module_name)
 #include <structmember.h>
 #include <time.h>
 
-#include <greenlet.h>
-
 #include "builtins.h"
 
 /* Objects of lwp._core.park, looked up once by lwp_park_py_init (which
@@ -63,11 +61,16 @@ static field lwp_fields[N_LWP_FIELDS] = {
 static PyTypeObject *lwp_type;
 static long fairness_ticks;
 
-/* Unbound methods, called with their object as first argument: no lookup. */
-static PyObject *lock_acquire_m, *lock_release_m, *deque_append_m, *deque_popleft_m;
+/* Unbound methods, called with their object as first argument: no lookup.
+ * The switch goes through greenlet.switch as the reference's does, not
+ * greenlet's C API: PyGreenlet_Switch nests deeper C frames, which greenlet
+ * saves with every parked thread (+0.5 KB each, measured). */
+static PyObject *lock_acquire_m, *lock_release_m, *deque_append_m, *deque_popleft_m,
+    *greenlet_switch_m;
+static PyTypeObject *greenlet_type;
 
-static PyObject *s_lwp, *s_current, *s_when, *s_park_current, *s_call_later, *s_cancel,
-    *s__make_runnable, *s_wake;
+static PyObject *s_lwp, *s_current, *s_when, *s__take_new, *s__spare, *s_hub, *s_call_later,
+    *s_cancel, *s__make_runnable, *s_wake;
 
 #define GET(obj, fields, i) PyMember_GetOne((const char *)(obj), (fields)[i].member)
 #define SET(obj, fields, i, v) PyMember_SetOne((char *)(obj), (fields)[i].member, (v))
@@ -378,10 +381,12 @@ static double monotonic(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Whether LWP.park_current would switch straight to the head of the run
- * queue (1, and *ticks holds lwp.ticks), or go through the hub or start a
- * new thread (0); -1 on error. */
-static int direct_switch(PyObject *lwp, long *ticks)
+/* What LWP.park_current does next: switch straight to the head of the run
+ * queue (DIRECT, and *ticks holds lwp.ticks), start the next new thread on a
+ * spare greenlet (START), or switch to the hub (HUB); -1 on error. */
+enum { HUB, DIRECT, START };
+
+static int next_step(PyObject *lwp, long *ticks)
 {
     PyObject *v;
     int truth;
@@ -389,7 +394,7 @@ static int direct_switch(PyObject *lwp, long *ticks)
 
     if ((truth = lwp_true(lwp, L_INBOX)) != 0 || (truth = lwp_true(lwp, L_CALLS)) != 0
             || (truth = lwp_true(lwp, L_SHUFFLE)) != 0)
-        return truth < 0 ? -1 : 0;
+        return truth < 0 ? -1 : HUB;
     v = GET(lwp, lwp_fields, L_TICKS);
     if (v == NULL)
         return -1;
@@ -398,7 +403,7 @@ static int direct_switch(PyObject *lwp, long *ticks)
     if (*ticks == -1 && PyErr_Occurred())
         return -1;
     if (*ticks % fairness_ticks == 0)
-        return 0;
+        return HUB;
     v = GET(lwp, lwp_fields, L_TIMERS);
     if (v == NULL)
         return -1;
@@ -414,39 +419,39 @@ static int direct_switch(PyObject *lwp, long *ticks)
         if (due == -1 && PyErr_Occurred())
             return -1;
         if (due <= monotonic())
-            return 0;
+            return HUB;
     } else {
         Py_DECREF(v);
     }
     runnable = lwp_len(lwp, L_RUNQ);
-    if (runnable <= 0)
-        return runnable < 0 ? -1 : 0;
-    fresh = lwp_len(lwp, L_NEWQ);
-    return fresh < 0 ? -1 : fresh == 0;
+    fresh = runnable < 0 ? -1 : lwp_len(lwp, L_NEWQ);
+    if (fresh < 0)
+        return -1;
+    if (runnable > 0)
+        return fresh == 0 ? DIRECT : HUB;
+    if (fresh == 0)
+        return HUB;
+    v = PyObject_GetAttr(lwp, s__spare);
+    if (v == NULL)
+        return -1;
+    truth = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return truth < 0 ? -1 : truth ? START : HUB;
 }
 
-/* LWP.park_current(): the direct switch here, any other case by the method. */
-static int park_current(PyObject *lwp)
+/* Pop the head of the run queue and make it current, as park_current and
+ * LWP._resume do; its greenlet, or NULL on error. */
+static PyObject *resume_next(PyObject *lwp, long ticks)
 {
-    PyObject *runq, *next, *glet, *r;
-    long ticks = 0;
-    int direct = direct_switch(lwp, &ticks);
+    PyObject *runq = GET(lwp, lwp_fields, L_RUNQ), *next, *r, *glet;
     int err;
 
-    if (direct < 0)
-        return -1;
-    if (!direct) {
-        r = PyObject_CallMethodNoArgs(lwp, s_park_current);
-        Py_XDECREF(r);
-        return r == NULL ? -1 : 0;
-    }
-    runq = GET(lwp, lwp_fields, L_RUNQ);
     if (runq == NULL)
-        return -1;
+        return NULL;
     next = call1(deque_popleft_m, runq, NULL);
     Py_DECREF(runq);
     if (next == NULL)
-        return -1;
+        return NULL;
     r = PyLong_FromLong(ticks + 1);
     err = r == NULL || SET(lwp, lwp_fields, L_TICKS, r) < 0
         || SET(lwp, lwp_fields, L_CURRENT, next) < 0
@@ -458,13 +463,41 @@ static int park_current(PyObject *lwp)
         PyErr_Format(PyExc_TypeError, "not a green thread: %R", next);
     glet = err ? NULL : GET(next, thread_fields, T_GLET);
     Py_DECREF(next);  /* not held while parked: only the greenlet, as the reference does */
-    if (glet == NULL)
+    return glet;
+}
+
+/* LWP.park_current().  Every case switches from here, never from a Python
+ * method called from here: that would nest an eval loop's C frame under the
+ * switch, which greenlet saves with every parked thread. */
+static int park_current(PyObject *lwp)
+{
+    PyObject *glet = NULL, *r;
+    long ticks = 0;
+    int step = next_step(lwp, &ticks);
+
+    if (step < 0)
         return -1;
-    if (!PyGreenlet_Check(glet)) {
-        PyErr_Format(PyExc_TypeError, "a runnable thread without a greenlet: %R", glet);
+    if (step == DIRECT) {
+        glet = resume_next(lwp, ticks);
+        if (glet == NULL)
+            return -1;
+    } else if (step == START) {
+        glet = PyObject_CallMethodNoArgs(lwp, s__take_new);
+        if (glet == NULL)
+            return -1;
+        if (glet == Py_None)
+            Py_CLEAR(glet);
+    }
+    if (glet == NULL) {
+        glet = PyObject_GetAttr(lwp, s_hub);
+        if (glet == NULL)
+            return -1;
+    }
+    if (!PyObject_TypeCheck(glet, greenlet_type)) {
+        PyErr_Format(PyExc_TypeError, "not a greenlet: %R", glet);
         r = NULL;
     } else {
-        r = PyGreenlet_Switch((PyGreenlet *)glet, NULL, NULL);
+        r = call1(greenlet_switch_m, glet, NULL);
     }
     Py_DECREF(glet);
     Py_XDECREF(r);
@@ -706,7 +739,8 @@ static int intern_names(void)
 {
     static struct { PyObject **var; const char *name; } names[] = {
         {&s_lwp, "lwp"}, {&s_current, "current"}, {&s_when, "when"},
-        {&s_park_current, "park_current"}, {&s_call_later, "call_later"},
+        {&s__take_new, "_take_new"}, {&s__spare, "_spare"}, {&s_hub, "hub"},
+        {&s_call_later, "call_later"},
         {&s_cancel, "cancel"}, {&s__make_runnable, "_make_runnable"}, {&s_wake, "wake"},
     };
     size_t i;
@@ -736,6 +770,7 @@ static int load_methods(void)
         {&lock_release_m, "_thread", "LockType", "release"},
         {&deque_append_m, "collections", "deque", "append"},
         {&deque_popleft_m, "collections", "deque", "popleft"},
+        {&greenlet_switch_m, "greenlet", "greenlet", "switch"},
     };
     size_t i;
 
@@ -783,8 +818,8 @@ static int init(const char *module_name)
     thread_type = (PyTypeObject *)attr_of("lwp._core.thread", "GreenThread");
     if (thread_type == NULL || load_fields(thread_type, thread_fields, N_THREAD_FIELDS) < 0)
         goto done;
-    PyGreenlet_Import();
-    if (_PyGreenlet_API == NULL)
+    greenlet_type = (PyTypeObject *)attr_of("greenlet", "greenlet");
+    if (greenlet_type == NULL)
         goto done;
     waiter_type = (PyTypeObject *)PyType_FromSpec(&waiter_spec);
     if (waiter_type == NULL

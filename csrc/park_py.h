@@ -20,10 +20,11 @@
  *                        wait(timeout=None) of GreenWaiter
  *
  * It reads from that module _tls, TIMED_OUT, OSWaiter and the thread states
- * DONE, PARKED, RUNNABLE and RUNNING, and switches greenlets through
- * greenlet's C API.  Anything off the hot path (a timeout's timer, a park
- * that must pass through the hub, a wake-up from another kernel thread) is
- * done by calling the same Python methods the reference calls.
+ * DONE, PARKED, RUNNABLE and RUNNING, and switches greenlets with
+ * greenlet.switch, as the reference does.  Anything off the hot path (a
+ * timeout's timer, a park that must pass through the hub, a wake-up from
+ * another kernel thread) is done by calling the same Python methods the
+ * reference calls.
  */
 #ifndef LWP_PARK_PY_H
 #define LWP_PARK_PY_H

@@ -18,7 +18,6 @@ if __name__ == "__main__":
     # cffi and setuptools import.
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 
-import greenlet  # noqa: E402 - its C API header, greenlet.h, is next to its module
 from cffi import FFI  # after the sys.path fix above
 
 _root = os.path.dirname(_here)
@@ -85,7 +84,7 @@ ffi.set_source(
     # runs setup.py; ffi.compile() below runs from there too.
     sources=[os.path.relpath(os.path.join(_csrc, c), _root) for c in _SOURCES],
     depends=[os.path.relpath(os.path.join(_csrc, h), _root) for h in _HEADERS + ["builtins.h"]],
-    include_dirs=[_csrc, os.path.dirname(greenlet.__file__)],
+    include_dirs=[_csrc],
     # Full C API, not the limited one (abi3): preempt.c reads the thread
     # state (PyThreadState.c_tracefunc, .thread_id) and calls
     # _PyEval_SetTrace(), whose layout and existence vary with the CPython
