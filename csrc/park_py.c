@@ -142,19 +142,6 @@ static int field_is(PyObject *obj, field *fields, int i, PyObject *target)
     return is;
 }
 
-/* bool(lwp.<field i>); -1 on error. */
-static int lwp_true(PyObject *lwp, int i)
-{
-    PyObject *v = GET(lwp, lwp_fields, i);
-    int truth;
-
-    if (v == NULL)
-        return -1;
-    truth = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return truth;
-}
-
 /* len(lwp.<field i>); -1 on error. */
 static Py_ssize_t lwp_len(PyObject *lwp, int i)
 {
@@ -392,8 +379,9 @@ static int next_step(PyObject *lwp, long *ticks)
     int truth;
     Py_ssize_t runnable, fresh;
 
-    if ((truth = lwp_true(lwp, L_INBOX)) != 0 || (truth = lwp_true(lwp, L_CALLS)) != 0
-            || (truth = lwp_true(lwp, L_SHUFFLE)) != 0)
+    if ((runnable = lwp_len(lwp, L_INBOX)) != 0 || (runnable = lwp_len(lwp, L_CALLS)) != 0)
+        return runnable < 0 ? -1 : HUB;
+    if ((truth = field_is(lwp, lwp_fields, L_SHUFFLE, Py_True)) != 0)  /* a bool */
         return truth < 0 ? -1 : HUB;
     v = GET(lwp, lwp_fields, L_TICKS);
     if (v == NULL)
