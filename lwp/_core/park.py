@@ -286,8 +286,9 @@ def fd_closing(fd):
 
 
 def _load_native():
-    """Install the native waiter (``csrc/park_py.h``) as ``_native_waiter`` and
-    ``_NativeGreenWaiter``; True if it is there to be used."""
+    """Install the native door (``csrc/park_py.h``): ``_native_waiter``,
+    ``_NativeGreenWaiter`` and ``_native_lwp_type`` (which lwp._core.lwp calls
+    with its class); True if it is there to be used."""
     if os.environ.get("LWP_NATIVE_PARK") == "0":
         return False
     try:
