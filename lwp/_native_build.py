@@ -31,8 +31,8 @@ def _read(name):
 
 # The declarations come from the real headers, between their markers, so the
 # C and the cdef cannot drift apart.
-_HEADERS = ["activations.h", "activations_py.h", "preempt.h"]
-_SOURCES = ["activations.c", "activations_py.c", "preempt.c"]
+_HEADERS = ["activations.h", "activations_py.h", "park_py.h", "preempt.h"]
+_SOURCES = ["activations.c", "activations_py.c", "park_py.c", "preempt.c"]
 
 
 def _cdef_of(header):
@@ -77,6 +77,7 @@ ffi.set_source(
     #include <netinet/in.h>
     #include "activations.h"
     #include "activations_py.h"
+    #include "park_py.h"
     #include "preempt.h"
     """,
     # setuptools wants source paths relative to the project root, where it

@@ -1,14 +1,43 @@
-"""The park/wake door: one wake-up counts, early wake-ups are kept, OS waiters."""
+"""The park/wake door: one wake-up counts, early wake-ups are kept, OS waiters.
 
+The door has two implementations of the green waiter, the Python reference
+and its C transcription (``csrc/park_py.c``); the ``door`` fixture runs each
+test that uses it on both.  The tests of the native entry points themselves
+come last.
+"""
+
+import os
+import subprocess
+import sys
 import threading
 
+import pytest
+
 import lwp
+from lwp import sync
 from lwp._core import park
 
+DOORS = ["native", "python"]
 
-def test_wake_before_wait_is_not_lost():
+
+@pytest.fixture(params=DOORS)
+def door(request, monkeypatch):
+    """Make ``park.waiter`` (and lwp.sync's, for Events) the implementation named."""
+    if request.param == "native":
+        if not park.NATIVE:
+            pytest.skip("lwp._native is built without the park door")
+        chosen = park._native_waiter
+    else:
+        chosen = park.python_waiter
+    monkeypatch.setattr(park, "waiter", chosen)
+    monkeypatch.setattr(sync, "waiter", chosen)
+    return request.param
+
+
+def test_wake_before_wait_is_not_lost(door):
     def main():
         w = park.waiter()
+        assert type(w).__name__ == {"native": "_NativeGreenWaiter", "python": "GreenWaiter"}[door]
         assert w.wake("early") is True
         assert w.wake("second") is False
         return w.wait()
@@ -16,7 +45,7 @@ def test_wake_before_wait_is_not_lost():
     assert lwp.run(main) == "early"
 
 
-def test_wake_after_timeout_returns_false():
+def test_wake_after_timeout_returns_false(door):
     def main():
         w = park.waiter()
         assert w.wait(0.001) is park.TIMED_OUT
@@ -25,7 +54,7 @@ def test_wake_after_timeout_returns_false():
     assert lwp.run(main) is False
 
 
-def test_exception_delivered_by_wake():
+def test_exception_delivered_by_wake(door):
     def main():
         w = park.waiter()
         w.wake(exc=ValueError("boom"))
@@ -37,7 +66,7 @@ def test_exception_delivered_by_wake():
     assert lwp.run(main) == "boom"
 
 
-def test_wake_from_other_lwp_and_os_thread():
+def test_wake_from_other_lwp_and_os_thread(door):
     def main():
         got = []
         for source in ("lwp", "os"):
@@ -62,7 +91,7 @@ def test_os_waiter_in_plain_thread():
     assert w2.wait(5) == "x"
 
 
-def test_many_concurrent_wakers_exactly_one_wins():
+def test_many_concurrent_wakers_exactly_one_wins(door):
     def main():
         wins = []
         for _ in range(200):
@@ -90,7 +119,7 @@ def test_checkpoint_lets_others_run():
     lwp.checkpoint()  # in a plain thread: just returns
 
 
-def test_cross_lwp_wakeups_racing_with_park():
+def test_cross_lwp_wakeups_racing_with_park(door):
     """A wake-up landing between the park decision and the switch is not resumed twice."""
     import sys
 
@@ -121,7 +150,7 @@ def test_cross_lwp_wakeups_racing_with_park():
         sys.setswitchinterval(old)
 
 
-def test_waiter_survives_another_park_of_its_thread():
+def test_waiter_survives_another_park_of_its_thread(door):
     """A waiter holds its own outcome: its thread may park elsewhere in between
     (once an error), and a wake-up that came meanwhile is neither lost nor
     delivered to that other park."""
@@ -138,3 +167,158 @@ def test_waiter_survives_another_park_of_its_thread():
         return "ok"
 
     assert lwp.run(main, lwps=1) == "ok"
+
+
+def test_pending_cancel_is_raised_by_wait_without_parking(door):
+    """A cancellation that came while the thread ran is raised by its next wait."""
+    def main():
+        me = lwp.current()
+        me.cancel()  # running: kept as pending
+        w = park.waiter()
+        with pytest.raises(lwp.Cancelled):
+            w.wait()
+        assert w.wake("late") is False  # the cancellation was its outcome
+        return "ok"
+
+    assert lwp.run(main) == "ok"
+
+
+def test_cancel_wakes_a_parked_waiter(door):
+    def main():
+        w = park.waiter()
+        me = lwp.current()
+        canceller = lwp.spawn(me.cancel)
+        with pytest.raises(lwp.Cancelled):
+            w.wait()
+        assert canceller.join(5) is True
+        return w.wake("late")
+
+    assert lwp.run(main, lwps=1) is False
+
+
+def test_woken_threads_run_in_wake_order(door):
+    """Wake-ups on one LWP queue the threads in order, and each one parked
+    switches straight to the next (the direct switch) or through the hub."""
+    def main():
+        order = []
+        waiters = []
+
+        def sleeper(i):
+            w = park.waiter()
+            waiters.append(w)
+            order.append(w.wait())
+
+        threads = [lwp.spawn(sleeper, i) for i in range(50)]
+        while len(waiters) < 50:
+            lwp.checkpoint()
+        for i, w in enumerate(waiters):
+            assert w.wake(i) is True
+        for t in threads:
+            t.join(5)
+        return order
+
+    assert lwp.run(main, lwps=1) == list(range(50))
+
+
+# -- the native entry points (csrc/park_py.h) --------------------------------------------
+
+native_only = pytest.mark.skipif(not park.NATIVE, reason="lwp._native is built without the park door")
+
+
+def test_the_native_door_is_the_default_and_the_environment_selects_python():
+    code = "from lwp._core import park; print(park.NATIVE, park.waiter is park.python_waiter)"
+    env = dict(os.environ, LWP_NATIVE_PARK="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
+    if park.NATIVE:
+        assert park.waiter is park._native_waiter
+
+
+@native_only
+def test_native_waiter_in_a_green_and_in_an_os_thread():
+    def main():
+        w = park._native_waiter()
+        return type(w), w.thread is lwp.current(), w.outcome, w.late
+
+    assert lwp.run(main) == (park._NativeGreenWaiter, True, None, None)
+    assert isinstance(park._native_waiter(), park.OSWaiter)
+
+
+@native_only
+def test_native_waiter_type_is_made_only_by_native_waiter():
+    with pytest.raises(TypeError):
+        park._NativeGreenWaiter()
+
+    def main():
+        w = park._native_waiter()
+        with pytest.raises(AttributeError):
+            w.thread = None  # the C relies on it being the thread that made it
+        return "ok"
+
+    assert lwp.run(main) == "ok"
+
+
+@native_only
+def test_native_wake_and_wait_take_the_reference_arguments():
+    def main():
+        w = park._native_waiter()
+        with pytest.raises(TypeError):
+            w.wake(1, None, -1, "extra")
+        with pytest.raises(TypeError):
+            w.wake(nothing=1)
+        with pytest.raises(TypeError):
+            w.wake(1, value=2)
+        with pytest.raises(TypeError):
+            w.wait(1, 2)
+        assert w.wake(value="v", exc=None, timeout=5) is True
+        assert w.outcome == ("v", None)
+        assert w.wait(timeout=None) == "v"
+        late = park._native_waiter()
+        assert late.wait(timeout=0.001) is park.TIMED_OUT
+        return "ok"
+
+    assert lwp.run(main) == "ok"
+
+
+@native_only
+def test_native_wake_gives_up_on_a_busy_lock():
+    """wake(timeout=0) returns None, settling nothing, while the LWP's lock is held."""
+    def main():
+        w = park._native_waiter()
+        lock = lwp.current()._lwp._lock
+        with lock:
+            assert w.wake("no", None, 0) is None
+        assert w.outcome is None
+        assert w.wake("yes", None, 0) is True
+        return w.wait()
+
+    assert lwp.run(main) == "yes"
+
+
+@native_only
+def test_native_lwp_type_refuses_a_class_without_the_slots():
+    from lwp._core.lwp import _FAIRNESS_TICKS, LWP
+
+    with pytest.raises(AttributeError):
+        park._native_lwp_type(object, 61)
+    with pytest.raises(TypeError):
+        park._native_lwp_type(type("NotSlots", (), {"_lock": None}), 61)
+    with pytest.raises(ValueError):
+        park._native_lwp_type(LWP, 0)
+    park._native_lwp_type(LWP, _FAIRNESS_TICKS)  # idempotent
+    assert lwp.run(lambda: "still runs") == "still runs"
+
+
+@pytest.mark.stress
+@pytest.mark.timeout(300)
+def test_sync_passes_on_the_python_door():
+    """The reference stays tested under lwp.sync: its tests with LWP_NATIVE_PARK=0
+    (this file's run on both doors through the ``door`` fixture)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, LWP_NATIVE_PARK="0")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-m", "not stress",
+         os.path.join(here, "test_sync.py")],
+        env=env, capture_output=True, text=True, cwd=os.path.dirname(here), timeout=280)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

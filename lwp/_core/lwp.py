@@ -93,6 +93,12 @@ class Timer:
 class LWP:
     """A kernel thread running green threads.  Made and started by the Scheduler."""
 
+    # The fields the native park/wake door reads and writes (csrc/park_py.c)
+    # are slots, which it reaches through their descriptors; the others live
+    # in the instance dict.
+    __slots__ = ("_lock", "_inbox", "_calls", "_newq", "_shuffle", "_runq", "_timers",
+                 "ticks", "current", "ident", "__dict__", "__weakref__")
+
     def __init__(self, sched, index, kind="pooled"):
         self.sched = sched
         self.index = index
@@ -474,3 +480,7 @@ class LWP:
         with self._lock:
             new = list(self._newq)
         return [t for t in list(self._live) if t._state is not DONE] + [t for t in new if t._state is NEW]
+
+
+if park.NATIVE:
+    park._native_lwp_type(LWP, _FAIRNESS_TICKS)  # the slots its hot path uses

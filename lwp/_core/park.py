@@ -22,7 +22,17 @@ Guarantees:
 In a green thread ``wait`` parks it: its LWP runs other threads meanwhile.  In a
 plain OS thread (a thread not run by lwp) ``wait`` blocks that thread on a lock,
 so the same primitives work between green threads and OS threads.
+
+Two implementations of the green waiter exist: the Python one in this module,
+which is the reference, and a transcription of its hot path in C
+(``csrc/park_py.c``: :func:`waiter`, ``GreenWaiter.wake`` and ``wait`` with
+the direct switch of ``LWP.park_current``), used when the native module is
+built.  They keep the same locking and the same guarantees; the native one
+saves the interpretation of four of the seven Python calls a hand-off makes.
+``LWP_NATIVE_PARK=0`` in the environment selects the Python one, as on PyPy.
 """
+
+import os
 
 # Names are bound at import, before lwp.monkey can replace them: lwp's own
 # machinery must keep the real kernel-level primitives.
@@ -33,7 +43,7 @@ from _thread import start_new_thread as _start_new_thread
 from select import POLLIN, POLLOUT, poll
 from time import sleep as _os_sleep
 
-from .thread import DONE, PARKED, RUNNABLE
+from .thread import DONE, PARKED, RUNNABLE, RUNNING  # noqa: F401 - RUNNING: for the native door
 
 _new_object = object.__new__
 
@@ -286,3 +296,24 @@ def fd_closing(fd):
 
     lwp = getattr(_tls, "lwp", None)
     forget_everywhere(fd, lwp._poller if lwp is not None else None)
+
+
+def _load_native():
+    """Install the native door (``csrc/park_py.h``): ``_native_waiter``,
+    ``_NativeGreenWaiter`` and ``_native_lwp_type`` (which lwp._core.lwp calls
+    with its class); True if it is there to be used."""
+    if os.environ.get("LWP_NATIVE_PARK") == "0":
+        return False
+    try:
+        from lwp._native import lib
+    except ImportError:
+        return False
+    return hasattr(lib, "lwp_park_py_init") and lib.lwp_park_py_init(__name__.encode()) == 0
+
+
+python_waiter = waiter
+"""The reference :func:`waiter`, whichever is in use (for the tests)."""
+
+NATIVE = _load_native()
+if NATIVE:
+    waiter = _native_waiter  # noqa: F821 - installed by lwp_park_py_init

@@ -1,0 +1,64 @@
+"""Machine instructions per one-way Event hand-off, counted by valgrind's callgrind.
+
+Timings on a shared machine move by a factor of two from run to run; the
+number of instructions a hand-off executes does not.  Each row runs the
+ping-pong of ``python -m lwp.bench event_handoff`` (two threads, one LWP, the
+monitor off) for 1,000 and for 11,000 round trips under callgrind, and
+divides the difference by the 20,000 extra one-way hand-offs, so start-up and
+shutdown cancel out.  Needs valgrind; takes a minute or two.
+
+    python docs/figures/count_handoff.py            # lwp native, lwp Python, gevent
+"""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+PINGPONG = """\
+import sys
+lib, n = sys.argv[1], int(sys.argv[2])
+def pingpong(make_event, start):
+    ev1, ev2 = make_event(), make_event()
+    def pong():
+        for _ in range(n):
+            ev1.wait(); ev1.clear(); ev2.set()
+    join = start(pong)
+    for _ in range(n):
+        ev1.set(); ev2.wait(); ev2.clear()
+    join()
+if lib == "gevent":
+    import gevent
+    from gevent.event import Event
+    pingpong(Event, lambda f: gevent.spawn(f).join)
+else:
+    import lwp
+    lwp.run(lambda: pingpong(lwp.Event, lambda f: lwp.spawn(f).join), lwps=1, monitor=False)
+"""
+
+ROWS = [("lwp, native door", "lwp", {}),
+        ("lwp, Python door (LWP_NATIVE_PARK=0)", "lwp", {"LWP_NATIVE_PARK": "0"}),
+        ("gevent", "gevent", {})]
+
+
+def instructions(script, lib, n, env):
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         sys.executable, script, lib, str(n)],
+        env=dict(os.environ, **env), capture_output=True, text=True, check=True).stderr
+    return int(re.search(r"Collected : (\d+)", out).group(1))
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        script = os.path.join(tmp, "pingpong.py")
+        with open(script, "w", encoding="utf-8") as f:
+            f.write(PINGPONG)
+        for label, lib, env in ROWS:
+            extra = instructions(script, lib, 11_000, env) - instructions(script, lib, 1_000, env)
+            print(f"{label:40s} {extra / 20_000:8,.0f} instructions per one-way hand-off")
+
+
+if __name__ == "__main__":
+    main()
