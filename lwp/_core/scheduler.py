@@ -624,7 +624,7 @@ class _Signals:
                 continue
             if callable(handler):
                 try:
-                    signal.signal(signum, self._note)
+                    signal.signal(signum, self._note_for(signum))
                 except (OSError, ValueError):
                     continue
                 self._saved[signum] = handler
@@ -634,9 +634,14 @@ class _Signals:
         for signum, handler in self._saved.items():
             signal.signal(signum, handler)
 
-    def _note(self, signum, frame):
-        self._pending.append((signum, self._saved[signum]))
-        self._ring()
+    def _note_for(self, which):
+        """The stand-in for ``which``'s handler.  A program's handler may call
+        another signal's (``lwp.wsgi`` runs SIGINT's on SIGTERM): it is that one
+        whose real handler is noted, with the signal number given."""
+        def note(signum, frame):
+            self._pending.append((signum, self._saved[which]))
+            self._ring()
+        return note
 
     def _ring(self, *_):
         try:
