@@ -178,3 +178,37 @@ def test_a_number_closed_behind_lwps_back_and_reused_gets_registered_again():
             return t.join(5)
 
     assert run1(main) == b"y"
+
+
+def _refused_udp_socket():
+    """A UDP socket connected to a port nobody listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gone:
+        gone.bind(("127.0.0.1", 0))
+        address = gone.getsockname()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.connect(address)
+    return u
+
+
+def test_an_error_once_reported_does_not_keep_a_socket_ready(monkeypatch):
+    """An error (EPOLLERR) was kept as a state, like a hang-up: after a UDP
+    socket reported a refused datagram, every wait returned at once and the
+    next recv spun on EAGAIN until its timeout."""
+    counting = _CountingC(socket._ss)
+    monkeypatch.setattr(socket, "_ss", counting)
+
+    def main():
+        with _refused_udp_socket() as u:
+            u.settimeout(5)
+            t = lwp.spawn(u.recv, 10)
+            wait_until(park.current_lwp()._poller.busy)  # registered: the error is an edge
+            u.send(b"x")
+            with pytest.raises(ConnectionRefusedError):
+                t.join(5)
+            counting.eagain = 0
+            u.settimeout(0.2)
+            with pytest.raises(TimeoutError):
+                u.recv(10)
+            return counting.eagain
+
+    assert run1(main) <= 1

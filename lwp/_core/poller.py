@@ -58,8 +58,10 @@ from .park import TIMED_OUT, waiter
 _READ = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
 _WRITE = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
 _EDGE = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
-_RCLOSED = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR  # reads will not wait again
-_WCLOSED = select.EPOLLHUP | select.EPOLLERR  # writes will not wait again
+# Reads (writes) will not wait again.  Not EPOLLERR: a pending error is
+# reported once (a refused UDP datagram), then the socket works on.
+_RCLOSED = select.EPOLLRDHUP | select.EPOLLHUP
+_WCLOSED = select.EPOLLHUP
 _ONESHOT, _EDGED = 1, 2  # _FdState.registered: how the fd is in the epoll set (0: not)
 _MAX_WAIT = 86400.0  # seconds; epoll_wait's timeout overflows past 2**31 ms (~24.8 days)
 
@@ -124,7 +126,7 @@ class _FdState:
         # direction, True again at the next edge.  Unknown counts as ready.
         self.rready = True
         self.wready = True
-        # Events seen of _RCLOSED/_WCLOSED: an end of stream or an error is a
+        # Events seen of _RCLOSED/_WCLOSED: an end of stream or a hang-up is a
         # state, not an edge; once seen, that direction stays ready for good.
         self.closed = 0
 
