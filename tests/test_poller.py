@@ -212,3 +212,27 @@ def test_an_error_once_reported_does_not_keep_a_socket_ready(monkeypatch):
             return counting.eagain
 
     assert run1(main) <= 1
+
+
+def test_data_after_urgent_data_is_received():
+    """A TCP recv stops at the urgent mark: that short read did not drain the
+    buffer, yet it cleared the readiness, and the data after the mark waited
+    for an edge that never came."""
+    def main():
+        with socket.create_server(("127.0.0.1", 0)) as srv, \
+                socket.create_connection(srv.getsockname()) as c:
+            conn, _ = srv.accept()
+            with conn:
+                conn.settimeout(5)
+                t = lwp.spawn(conn.recv, 100)
+                wait_until(park.current_lwp()._poller.busy)
+                c.sendall(b"ab")
+                c.send(b"!", socket.MSG_OOB)
+                c.sendall(b"cd")
+                first = t.join(5)
+                rest = b""
+                while len(first + rest) < 4:
+                    rest += conn.recv(100)
+                return first + rest
+
+    assert run1(main) == b"abcd"
