@@ -236,3 +236,43 @@ def test_data_after_urgent_data_is_received():
                 return first + rest
 
     assert run1(main) == b"abcd"
+
+
+def test_a_stale_hang_up_under_a_reused_number_does_not_make_a_socket_spin(monkeypatch):
+    """epoll reports events by fd number but keeps a registration as long as
+    its file lives: a socket collected without close, whose file lives on in
+    a dup, keeps reporting under its old number.  Its hang-up was taken as
+    the new socket's, whose every wait then returned at once."""
+    import gc
+    import warnings
+
+    counting = _CountingC(socket._ss)
+    monkeypatch.setattr(socket, "_ss", counting)
+
+    def main():
+        poller = park.current_lwp()._poller
+        a, b = socket.socketpair()
+        dup = socket.fromfd(a.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
+        t = lwp.spawn(a.recv, 1)  # registers a's number
+        wait_until(poller.busy)
+        b.send(b"x")
+        assert t.join(5) == b"x"
+        fd = a.fileno()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del a, t
+            gc.collect()
+        c, d = socket.socketpair()
+        with dup, c, d:
+            assert fd in (c.fileno(), d.fileno())
+            reused = c if c.fileno() == fd else d
+            reused.settimeout(0.2)
+            t = lwp.spawn(reused.recv, 1)
+            wait_until(poller.busy)
+            counting.eagain = 0
+            b.close()  # the old file hangs up, reported under the reused number
+            with pytest.raises(TimeoutError):
+                t.join(5)
+            return counting.eagain
+
+    assert run1(main) <= 2

@@ -30,8 +30,13 @@ Two kinds of registration, both kept in the epoll set between waits:
   state: the call that reports it clears it (a UDP socket whose datagram was
   refused receives on).  Once urgent (out-of-band) data came, a short read
   clears nothing: a TCP ``recv`` stops short at the urgent mark.  An fd
-  closed behind lwp's back would leave a stale edge registration, so lwp's socket class tells the table when it takes a number
-  that was watched before (:func:`fd_reused`).
+  closed behind lwp's back would leave stale state, so lwp's socket class
+  tells the table when it takes a number that was watched before
+  (:func:`fd_reused`).  It may also leave a stale registration: epoll keeps
+  one as long as its *file* lives (in a ``dup``, a child process) and
+  reports it under the old number, which no ``epoll_ctl`` can reach any
+  more.  So events are hints here too: a stale edge or hang-up costs the
+  new fd's calls one ``EAGAIN`` each, never a wait that returns at once.
 
 Several threads may wait for the same direction of the same fd (as kernel
 threads may block in ``recv`` on one socket): they are woken one at a time,
@@ -227,8 +232,9 @@ class Poller:
         if st is None or st.gen != _gens.get(fd, 0):
             st = self._adopt(fd, st)
         if edge:
-            if st.closed & (_WCLOSED if write else _RCLOSED):
-                return True  # hung up or failed: the call will say so, not wait
+            # No shortcut for a hung-up fd: its calls fail or return b"", never
+            # EAGAIN, so a caller that got EAGAIN waits, even if the number
+            # reported a (stale, see the module doc) hang-up.
             if write:
                 st.wready = False
             else:
