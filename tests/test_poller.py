@@ -214,26 +214,34 @@ def test_an_error_once_reported_does_not_keep_a_socket_ready(monkeypatch):
     assert run1(main) <= 1
 
 
-def test_data_after_urgent_data_is_received():
-    """A TCP recv stops at the urgent mark: that short read did not drain the
-    buffer, yet it cleared the readiness, and the data after the mark waited
-    for an edge that never came."""
+def _tcp_pair():
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        c = socket.create_connection(srv.getsockname())
+        return srv.accept()[0], c
+
+
+@pytest.mark.parametrize("pair", [_tcp_pair, socket.socketpair], ids=["tcp", "unix"])
+def test_data_after_urgent_data_is_received(pair):
+    """A recv stops at the urgent mark (TCP; AF_UNIX since Linux 5.15): that
+    short read did not drain the buffer, yet it cleared the readiness, and
+    the data after the mark waited for an edge that never came."""
     def main():
-        with socket.create_server(("127.0.0.1", 0)) as srv, \
-                socket.create_connection(srv.getsockname()) as c:
-            conn, _ = srv.accept()
-            with conn:
-                conn.settimeout(5)
-                t = lwp.spawn(conn.recv, 100)
-                wait_until(park.current_lwp()._poller.busy)
-                c.sendall(b"ab")
+        conn, c = pair()
+        with conn, c:
+            conn.settimeout(5)
+            t = lwp.spawn(conn.recv, 100)
+            wait_until(park.current_lwp()._poller.busy)
+            c.sendall(b"ab")
+            try:
                 c.send(b"!", socket.MSG_OOB)
-                c.sendall(b"cd")
-                first = t.join(5)
-                rest = b""
-                while len(first + rest) < 4:
-                    rest += conn.recv(100)
-                return first + rest
+            except OSError as e:
+                pytest.skip(f"no urgent data here: {e}")
+            c.sendall(b"cd")
+            first = t.join(5)
+            rest = b""
+            while len(first + rest) < 4:
+                rest += conn.recv(100)
+            return first + rest
 
     assert run1(main) == b"abcd"
 
