@@ -47,9 +47,8 @@ sees a non-blocking descriptor; ``detach()`` leaves the descriptor
 non-blocking.  On an ``AF_UNIX`` stream socket, a ``recv``/``recv_into``
 that takes a message carrying file descriptors (``SCM_RIGHTS``, which it
 drops) stops short after it, and what follows waits for the peer's next
-write: receive such messages with ``recvmsg``.  (``SO_PASSCRED`` set with
-``setsockopt``, where a ``recv`` also stops at each change of sender, is
-handled.)
+write: receive such messages with ``recvmsg``.  (``SO_PASSCRED``, with which a
+``recv`` also stops at each change of sender, is handled.)
 """
 
 import errno as _errno
@@ -132,6 +131,9 @@ class socket(_std_socket):
         self._stream = _c_type(self) == SOCK_STREAM  # a short transfer means a buffer limit
         if fileno is not None or not _SOCK_NONBLOCK:
             _ss.settimeout(self, 0.0)
+        if fileno is not None and self._stream and _c_family(self) == AF_UNIX:
+            # Set before lwp saw it, or inherited from a listener by accept.
+            self._stream = not any(_ss.getsockopt(self, SOL_SOCKET, opt) for opt in _UNGLUED)
         _fd_reused(_ss.fileno(self))
 
     # -- the Python-level timeout --------------------------------------------------------

@@ -979,8 +979,26 @@ def test_many_threads_parking_deep_in_the_stack():
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
 
 
+def _passcred_by_setsockopt(tmp_path):
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    return a, b
+
+
+def _passcred_inherited_from_the_listener(tmp_path):
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        listener.bind(str(tmp_path / "sock"))
+        listener.listen()
+        b = socket.socket(socket.AF_UNIX)
+        b.connect(str(tmp_path / "sock"))
+        return listener.accept()[0], b
+
+
 @pytest.mark.skipif(not hasattr(socket, "SO_PASSCRED"), reason="SO_PASSCRED is Linux's")
-def test_a_recv_stopped_at_a_change_of_sender_is_not_a_drain():
+@pytest.mark.parametrize("pair", [_passcred_by_setsockopt, _passcred_inherited_from_the_listener],
+                         ids=["setsockopt", "accepted"])
+def test_a_recv_stopped_at_a_change_of_sender_is_not_a_drain(pair, tmp_path):
     """With SO_PASSCRED an AF_UNIX stream recv does not glue bytes of two
     processes: its short read left the second process's bytes in the buffer,
     yet cleared the readiness, and they waited for an edge that never came."""
@@ -991,9 +1009,8 @@ def test_a_recv_stopped_at_a_change_of_sender_is_not_a_drain():
     child = "import socket, sys; socket.socket(fileno=int(sys.argv[1])).send(b'cd')"
 
     def main():
-        a, b = socket.socketpair()
+        a, b = pair(tmp_path)
         with a, b:
-            a.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             a.settimeout(5)
             t = lwp.spawn(a.recv, 100)
             wait_until(park.current_lwp()._poller.busy)
