@@ -284,3 +284,62 @@ def test_a_stale_hang_up_under_a_reused_number_does_not_make_a_socket_spin(monke
             return counting.eagain
 
     assert run1(main) <= 2
+
+
+def test_one_shot_waits_between_edge_waits_lose_no_wake_up():
+    """A one-shot wait (wait_readable, as lwp.os.read makes) on an
+    edge-registered socket switches its registration; the next edge wait
+    must switch it back and see data that is already there."""
+    def main():
+        poller = park.current_lwp()._poller
+        a, b = socket.socketpair()
+        with a, b:
+            a.settimeout(5)
+            t = lwp.spawn(a.recv, 100)
+            wait_until(poller.busy)
+            b.send(b"1")
+            got = [t.join(5)]  # a short read: known not ready
+            b.send(b"2")
+            assert park.wait_readable(a.fileno(), 5)
+            got.append(a.recv(100))
+            t = lwp.spawn(a.recv, 100)
+            w = lwp.spawn(park.wait_readable, a.fileno(), 5)
+            wait_until(lambda: poller._nwaiting == 2)
+            b.send(b"3")  # wakes the first; the other finds nothing and waits on
+            got.append(t.join(5))
+            b.send(b"4")
+            assert w.join(5)
+            got.append(a.recv(100))
+            t = lwp.spawn(a.recv, 100)
+            wait_until(poller.busy)
+            b.send(b"5")
+            got.append(t.join(5))
+            return got
+
+    assert run1(main) == [b"1", b"2", b"3", b"4", b"5"]
+
+
+def test_readers_on_several_lwps_share_one_socket():
+    """Each LWP's epoll holds its own edge registration and readiness of the
+    socket: every byte reaches some reader, and every reader sees the end."""
+    def main():
+        a, b = socket.socketpair()
+        with a, b:
+            a.settimeout(10)
+
+            def reader():
+                n = 0
+                while data := a.recv(7):
+                    n += len(data)
+                return n
+
+            readers = [lwp.spawn(reader, bound=i % 2 == 0) for i in range(6)]
+            sent = 0
+            for i in range(2000):
+                sent += b.send(b"y" * (1 + i % 50))
+                if i % 7 == 0:
+                    lwp.sleep(0)
+            b.shutdown(socket.SHUT_WR)
+            return sum(r.join(10) for r in readers) == sent
+
+    assert lwp.run(main, lwps=2)
