@@ -44,7 +44,11 @@ after a few dozen of them, so one busy connection cannot starve the rest.
 
 Limits: a socket handed to a C library that calls the descriptor directly
 sees a non-blocking descriptor; ``detach()`` leaves the descriptor
-non-blocking.
+non-blocking.  On an ``AF_UNIX`` stream socket, a ``recv``/``recv_into``
+that takes a message carrying file descriptors (``SCM_RIGHTS``, which it
+drops) stops short after it, and what follows waits for the peer's next
+write: receive such messages with ``recvmsg``.  (``SO_PASSCRED``, with which a
+``recv`` also stops at each change of sender, is handled.)
 """
 
 import errno as _errno
@@ -85,6 +89,9 @@ _c_family = _ss.family.__get__
 _c_type = _ss.type.__get__
 _c_proto = _ss.proto.__get__
 _SOCK_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
+# Options with which an AF_UNIX stream recv stops short at a change of sender.
+_UNGLUED = tuple(getattr(_socket, name) for name in ("SO_PASSCRED", "SO_PASSPIDFD")
+                 if hasattr(_socket, name))
 
 
 def _nbytes(buffer):
@@ -124,6 +131,9 @@ class socket(_std_socket):
         self._stream = _c_type(self) == SOCK_STREAM  # a short transfer means a buffer limit
         if fileno is not None or not _SOCK_NONBLOCK:
             _ss.settimeout(self, 0.0)
+        if fileno is not None and self._stream and _c_family(self) == AF_UNIX:
+            # Set before lwp saw it, or inherited from a listener by accept.
+            self._stream = not any(_ss.getsockopt(self, SOL_SOCKET, opt) for opt in _UNGLUED)
         _fd_reused(_ss.fileno(self))
 
     # -- the Python-level timeout --------------------------------------------------------
@@ -157,6 +167,20 @@ class socket(_std_socket):
     def timeout(self):
         """The timeout (``gettimeout()``)."""
         return self._timeout
+
+    def setsockopt(self, level, optname, value, optlen=None):
+        """Like :meth:`socket.socket.setsockopt`.
+
+        With ``SO_PASSCRED`` on, an ``AF_UNIX`` stream ``recv`` stops short
+        where the sender changes, so a short read no longer means the buffer
+        was drained (see :meth:`_io`).
+        """
+        if optlen is None:
+            _ss.setsockopt(self, level, optname, value)
+        else:
+            _ss.setsockopt(self, level, optname, value, optlen)
+        if level == SOL_SOCKET and optname in _UNGLUED and value:
+            self._stream = False
 
     # -- waiting ----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from helpers import N_TICKS, progress_while, run1, settle
+from helpers import N_TICKS, progress_while, run1, settle, wait_until
 import lwp
 import lwp.socket as socket
 
@@ -977,3 +977,47 @@ def test_many_threads_parking_deep_in_the_stack():
     # In a child process: the failure kills an LWP's kernel thread.
     proc = subprocess.run([sys.executable, "-c", DEEP_PARKS], capture_output=True, timeout=50)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+
+
+def _passcred_by_setsockopt(tmp_path):
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    return a, b
+
+
+def _passcred_inherited_from_the_listener(tmp_path):
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        listener.bind(str(tmp_path / "sock"))
+        listener.listen()
+        b = socket.socket(socket.AF_UNIX)
+        b.connect(str(tmp_path / "sock"))
+        return listener.accept()[0], b
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_PASSCRED"), reason="SO_PASSCRED is Linux's")
+@pytest.mark.parametrize("pair", [_passcred_by_setsockopt, _passcred_inherited_from_the_listener],
+                         ids=["setsockopt", "accepted"])
+def test_a_recv_stopped_at_a_change_of_sender_is_not_a_drain(pair, tmp_path):
+    """With SO_PASSCRED an AF_UNIX stream recv does not glue bytes of two
+    processes: its short read left the second process's bytes in the buffer,
+    yet cleared the readiness, and they waited for an edge that never came."""
+    import subprocess
+
+    from lwp._core import park
+
+    child = "import socket, sys; socket.socket(fileno=int(sys.argv[1])).send(b'cd')"
+
+    def main():
+        a, b = pair(tmp_path)
+        with a, b:
+            a.settimeout(5)
+            t = lwp.spawn(a.recv, 100)
+            wait_until(park.current_lwp()._poller.busy)
+            b.sendall(b"ab")
+            # Blocking on purpose: both writes come before the reader runs.
+            subprocess.run([sys.executable, "-c", child, str(b.fileno())],
+                           pass_fds=[b.fileno()], check=True)
+            return t.join(5), a.recv(100)
+
+    assert run1(main) == (b"ab", b"cd")

@@ -25,10 +25,18 @@ Two kinds of registration, both kept in the epoll set between waits:
   stream socket, which drained or filled the buffer, as Tokio does), with
   no scheduling point in between; an edge sets it again before it wakes
   anyone.  So a caller that forgets to clear costs one failed call, never a
-  lost wake-up.  A hang-up or an error is a state, not an edge: once seen,
-  that direction stays ready.  An fd closed behind lwp's back would leave a stale edge
-  registration, so lwp's socket class tells the table when it takes a number
-  that was watched before (:func:`fd_reused`).
+  lost wake-up.  A hang-up is a state, not an edge: once seen, that
+  direction stays ready.  An error is an edge of both directions, not a
+  state: the call that reports it clears it (a UDP socket whose datagram was
+  refused receives on).  Once urgent (out-of-band) data came, a short read
+  clears nothing: a TCP ``recv`` stops short at the urgent mark.  An fd
+  closed behind lwp's back would leave stale state, so lwp's socket class
+  tells the table when it takes a number that was watched before
+  (:func:`fd_reused`).  It may also leave a stale registration: epoll keeps
+  one as long as its *file* lives (in a ``dup``, a child process) and
+  reports it under the old number, which no ``epoll_ctl`` can reach any
+  more.  So events are hints here too: a stale edge or hang-up costs the
+  new fd's calls one ``EAGAIN`` each, never a wait that returns at once.
 
 Several threads may wait for the same direction of the same fd (as kernel
 threads may block in ``recv`` on one socket): they are woken one at a time,
@@ -57,9 +65,14 @@ from .park import TIMED_OUT, waiter
 
 _READ = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
 _WRITE = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
-_EDGE = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
-_RCLOSED = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR  # reads will not wait again
-_WCLOSED = select.EPOLLHUP | select.EPOLLERR  # writes will not wait again
+_EDGE = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLPRI | select.EPOLLET
+# Reads (writes) will not wait again.  Not EPOLLERR: a pending error is
+# reported once (a refused UDP datagram), then the socket works on.
+_RCLOSED = select.EPOLLRDHUP | select.EPOLLHUP
+_WCLOSED = select.EPOLLHUP
+# Urgent data seen (TCP): a recv stops short at its mark, so a short read no
+# longer says the buffer is drained.
+_URGENT = select.EPOLLPRI
 _ONESHOT, _EDGED = 1, 2  # _FdState.registered: how the fd is in the epoll set (0: not)
 _MAX_WAIT = 86400.0  # seconds; epoll_wait's timeout overflows past 2**31 ms (~24.8 days)
 
@@ -124,8 +137,9 @@ class _FdState:
         # direction, True again at the next edge.  Unknown counts as ready.
         self.rready = True
         self.wready = True
-        # Events seen of _RCLOSED/_WCLOSED: an end of stream or an error is a
+        # Events seen of _RCLOSED/_WCLOSED: an end of stream or a hang-up is a
         # state, not an edge; once seen, that direction stays ready for good.
+        # Also _URGENT, for good: short reads tell nothing any more.
         self.closed = 0
 
     def waiters(self):
@@ -203,7 +217,7 @@ class Poller:
             if write:
                 st.wready = st.closed & _WCLOSED != 0
             else:
-                st.rready = st.closed & _RCLOSED != 0
+                st.rready = st.closed & (_RCLOSED | _URGENT) != 0
 
     def wait(self, fd, write, timeout, edge=False):
         """Park the calling green thread until ``fd`` is ready (owner LWP only).
@@ -218,8 +232,9 @@ class Poller:
         if st is None or st.gen != _gens.get(fd, 0):
             st = self._adopt(fd, st)
         if edge:
-            if st.closed & (_WCLOSED if write else _RCLOSED):
-                return True  # hung up or failed: the call will say so, not wait
+            # No shortcut for a hung-up fd: its calls fail or return b"", never
+            # EAGAIN, so a caller that got EAGAIN waits, even if the number
+            # reported a (stale, see the module doc) hang-up.
             if write:
                 st.wready = False
             else:
@@ -336,8 +351,8 @@ class Poller:
                 self._drop(fd, st)  # closed on another LWP, not forgotten here yet
                 continue
             if st.registered == _EDGED:
-                st.closed |= ev & _RCLOSED
-                if ev & _READ:
+                st.closed |= ev & (_RCLOSED | _URGENT)
+                if ev & (_READ | _URGENT):
                     _edge(st, False)
                 # A socket's every edge says it is writable too; mostly old news.
                 if ev & _WRITE and (st.writer is not None or not st.wready):
