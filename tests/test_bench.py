@@ -124,3 +124,33 @@ def test_parked_million_command_reports_every_phase() -> None:
     bad = subprocess.run([sys.executable, "-m", "lwp.bench.cases_memory", "--n", "0"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--n must be at least 1" in bad.stderr
+
+
+# What wrk 4.1 printed for a server that accepts and never answers (captured here).
+_WRK_SILENT = """Running 1s test @ http://127.0.0.1:59805/
+  1 threads and 10 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     0.00us    0.00us   0.00us    -nan%
+    Req/Sec     0.00      0.00     0.00      -nan%
+  Latency Distribution
+     50%    0.00us
+     75%    0.00us
+     90%    0.00us
+     99%    0.00us
+  0 requests in 1.00s, 0.00B read
+Requests/sec:      0.00
+Transfer/sec:       0.00B
+"""
+
+
+def test_a_server_that_answered_nothing_is_an_error_not_a_throughput_of_zero() -> None:
+    from lwp.bench.servers import parse_echo, parse_wrk
+
+    with pytest.raises(RuntimeError, match="no request"):
+        parse_wrk(_WRK_SILENT)
+    with pytest.raises(RuntimeError, match="no round trip"):
+        parse_echo("0 5.0000 0.0 0.0 0\n")
+    answered = _WRK_SILENT.replace("Requests/sec:      0.00", "Requests/sec:  41000.50").replace(
+        "99%    0.00us", "99%    4.66ms")
+    assert parse_wrk(answered) == {"samples": [41000.5], "p99": 4660.0}
+    assert parse_echo("200 2.0000 10.0 30.5 0\n") == {"samples": [100.0], "p99": 30.5}

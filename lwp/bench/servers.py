@@ -179,16 +179,42 @@ def _echo(library: str, conns: int, seconds: float, quick: bool = False,
     def drive(port: int) -> dict[str, Any]:
         out = subprocess.run([binary, "127.0.0.1", str(port), str(conns), str(seconds), "64"],
                              capture_output=True, text=True, timeout=seconds * 4 + 60, check=True)
-        count, elapsed, _p50, p99, errors = out.stdout.split()
-        if int(errors):
-            raise RuntimeError(f"{errors} connection errors during the run")
-        return {"samples": [int(count) / float(elapsed)], "p99": float(p99)}
+        return parse_echo(out.stdout)
 
     return _with_server(library, "echo", drive, inproc=quick, lwps=lwps)
 
 
 _WRK_LATENCY = re.compile(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+
+
+def parse_echo(out: str) -> dict[str, Any]:
+    """The echo client's report as a sample; a run with errors or no round trip at all is an error."""
+    count, elapsed, _p50, p99, errors = out.split()
+    if int(errors):
+        raise RuntimeError(f"{errors} connection errors during the run")
+    if not int(count):
+        raise RuntimeError("no round trip completed during the run")
+    return {"samples": [int(count) / float(elapsed)], "p99": float(p99)}
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """wrk's report as a sample.
+
+    A run in which wrk saw errors or completed no request at all is an error,
+    never a throughput of zero: wrk reports a server that stopped answering
+    as ``Requests/sec: 0.00`` and no error line.
+    """
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError("wrk reported errors: " + " ".join(
+            line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line))
+    rate = _WRK_RATE.search(out)
+    latency = _WRK_LATENCY.search(out)
+    if rate is None or latency is None or not float(rate.group(1)):
+        raise RuntimeError("wrk completed no request: " + " | ".join(
+            line.strip() for line in out.splitlines() if line.strip()))
+    value, unit = latency.groups()
+    return {"samples": [float(rate.group(1))], "p99": float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]}
 
 
 def _py_http_load(port: int, conns: int, requests: int) -> dict[str, Any]:
@@ -234,12 +260,7 @@ def _wrk(library: str, kind: str, conns: int, seconds: float, quick: bool = Fals
                        timeout=warm + 60, check=True)
         out = subprocess.run([wrk, "-t1", f"-c{conns}", f"-d{int(seconds)}s", "--latency", url],
                              capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-        if "Non-2xx" in out or "Socket errors" in out:
-            raise RuntimeError("wrk reported errors: " + " ".join(
-                line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line))
-        value, unit = _WRK_LATENCY.search(out).groups()
-        p99 = float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
-        return {"samples": [float(_WRK_RATE.search(out).group(1))], "p99": p99}
+        return parse_wrk(out)
 
     return _with_server(library, kind, drive, lwps=lwps)
 
