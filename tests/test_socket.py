@@ -979,6 +979,31 @@ def test_many_threads_parking_deep_in_the_stack():
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
 
 
+CLOSED_AT_EXIT = """
+import lwp.socket
+
+class Holder:
+    def __init__(self):
+        self.s = lwp.socket.socket()
+        self.cycle = self  # collected by the last collection, at interpreter exit
+
+    def __del__(self):
+        self.s.close()
+
+h = Holder()
+"""
+
+
+def test_a_socket_closed_by_a_finalizer_at_interpreter_exit_closes_quietly():
+    """Closing imported the poller lazily, which fails once the interpreter is
+    shutting down: "Exception ignored ... ImportError: sys.meta_path is None",
+    and the descriptor stayed open (seen at the exit of examples/web_client.py)."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", CLOSED_AT_EXIT], capture_output=True, timeout=50)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr.decode()[-2000:]
+
+
 def _passcred_by_setsockopt(tmp_path):
     a, b = socket.socketpair()
     a.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)

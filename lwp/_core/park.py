@@ -277,10 +277,8 @@ def fd_reused(fd):
     pollers knew of an earlier file with that number that was closed without
     :func:`fd_closing` (collected, or closed with ``os.close``).  Lock-free and
     cheap when no poller watched the number."""
-    from .poller import fd_reused as forget_stale
-
     lwp = getattr(_tls, "lwp", None)
-    forget_stale(fd, lwp._poller if lwp is not None else None)
+    _poller.fd_reused(fd, lwp._poller if lwp is not None else None)
 
 
 def fd_closing(fd):
@@ -292,10 +290,8 @@ def fd_closing(fd):
     (see :mod:`lwp._core.poller`).  Only LWPs that have waited on ``fd`` are
     disturbed.  Cheap enough to call on every close.
     """
-    from .poller import fd_closing as forget_everywhere
-
     lwp = getattr(_tls, "lwp", None)
-    forget_everywhere(fd, lwp._poller if lwp is not None else None)
+    _poller.fd_closing(fd, lwp._poller if lwp is not None else None)
 
 
 def _load_native():
@@ -317,3 +313,8 @@ python_waiter = waiter
 NATIVE = _load_native()
 if NATIVE:
     waiter = _native_waiter  # noqa: F821 - installed by lwp_park_py_init
+
+# Last: the poller imports this module's waiter.  Imported here, not in the
+# functions that use it, so that a socket closed by a finalizer at interpreter
+# exit (when imports fail) still closes.
+from . import poller as _poller  # noqa: E402
