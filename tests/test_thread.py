@@ -270,6 +270,32 @@ def test_default_excepthook_prints_traceback(capsys):
     assert "printer" in err and "ZeroDivisionError" in err
 
 
+UNJOINED_AT_EXIT = """
+import lwp
+
+def f():
+    raise ValueError("reported at exit")
+
+t = lwp.spawn(f, name="late")
+lwp.sleep(0.1)
+cycle = [t]
+cycle.append(cycle)  # so the thread is collected by the last collection, at exit
+del t
+"""
+
+
+def test_an_exception_nobody_joined_is_reported_when_the_thread_is_collected_at_exit():
+    """The report looked lwp.excepthook up with an import, which fails at
+    interpreter exit: the ValueError was lost behind an ImportError."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", UNJOINED_AT_EXIT], capture_output=True, timeout=50)
+    err = proc.stderr.decode()
+    assert "'late'" in err and "ValueError: reported at exit" in err, err
+    assert "ImportError" not in err, err
+
+
 def test_contextvars_start_empty_in_each_thread():
     import contextvars
 

@@ -16,6 +16,8 @@ import itertools
 import sys
 import traceback
 
+import lwp  # for lwp.excepthook, which users replace; the package is in sys.modules already
+
 from . import park
 from .exceptions import Cancelled, InvalidStateError, report_unraisable
 
@@ -309,8 +311,6 @@ def excepthook(args):
 
 
 def _report(thread, exc, context):
-    import lwp
-
     hook = getattr(lwp, "excepthook", excepthook)
     try:
         hook(ExceptHookArgs(exc, thread, context))
