@@ -57,8 +57,8 @@ def run_demo(argv=None):
     parser.add_argument("--lwps", type=int, default=None, help="LWPs (N), default: CPU count")
     parser.add_argument("--rounds", type=int, default=20, help="sleep/lock rounds per thread")
     args = parser.parse_args(argv)
-    if args.threads < 1 or args.rounds < 1:
-        parser.error("--threads and --rounds must be >= 1")
+    if args.threads < 1 or args.rounds < 1 or (args.lwps is not None and args.lwps < 1):
+        parser.error("--threads, --lwps and --rounds must be >= 1")
     stats = []
 
     def demo():

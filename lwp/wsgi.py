@@ -1113,16 +1113,55 @@ def serve(app, host="127.0.0.1", port=8000, **options):
 
 
 def load_app(spec):
-    """Import ``module:attribute`` (attribute defaults to ``app``; ``module:factory()`` calls it)."""
+    """Import ``module:attribute`` (attribute defaults to ``app``; ``module:factory()`` calls it).
+
+    Raises :class:`LookupError` with a one-line message when the module or the
+    attribute does not exist or is not callable; an exception raised while the
+    module itself imports (a missing dependency, a bug) propagates unchanged,
+    with the traceback that locates it.
+    """
     module, _, attr = spec.partition(":")
     attr = attr or "app"
     sys.path.insert(0, os.getcwd())
-    mod = importlib.import_module(module)
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is None or not (module == e.name or module.startswith(e.name + ".")):
+            raise
+        raise LookupError(f"no module named {module!r}") from None
     call = attr.endswith("()")
     obj = mod
     for part in attr.rstrip("()").split("."):
-        obj = getattr(obj, part)
-    return obj() if call else obj
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise LookupError(f"module {module!r} has no attribute {attr.rstrip('()')!r}") from None
+    if call:
+        obj = obj()
+    if not callable(obj):
+        raise LookupError(f"{spec} is a {type(obj).__name__}, not a WSGI application")
+    return obj
+
+
+def _number(kind, ok, what):
+    def parse(text):
+        value = kind(text)  # argparse turns a ValueError into "invalid ... value"
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its message
+    return parse
+
+
+def _positive(kind):
+    return _number(kind, lambda v: v > 0, "> 0")
+
+
+def _non_negative(kind):
+    return _number(kind, lambda v: v >= 0, ">= 0")
+
+
+_port = _number(int, lambda v: 0 <= v <= 65535, "a port number, 0 to 65535")
 
 
 def _parse_args(argv):
@@ -1130,25 +1169,25 @@ def _parse_args(argv):
                                 description="Serve a WSGI application on lwp green threads.")
     p.add_argument("app", help="module:attribute of the WSGI application (e.g. myapp:app)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed)")
-    p.add_argument("--lwps", type=int, default=None, help="LWPs per process (default: CPUs)")
-    p.add_argument("--processes", type=int, default=1,
+    p.add_argument("--port", type=_port, default=8000, help="0 picks a free port (printed)")
+    p.add_argument("--lwps", type=_positive(int), default=None, help="LWPs per process (default: CPUs)")
+    p.add_argument("--processes", type=_positive(int), default=1,
                    help="server processes sharing the port with SO_REUSEPORT")
-    p.add_argument("--max-connections", type=int, default=1000)
-    p.add_argument("--max-body", type=int, default=16 << 20)
-    p.add_argument("--max-line", type=int, default=8190)
-    p.add_argument("--max-field", type=int, default=8190)
-    p.add_argument("--max-headers", type=int, default=100)
-    p.add_argument("--header-timeout", type=float, default=10.0)
-    p.add_argument("--keepalive-timeout", type=float, default=5.0)
-    p.add_argument("--io-timeout", type=float, default=30.0)
-    p.add_argument("--graceful-timeout", type=float, default=10.0)
+    p.add_argument("--max-connections", type=_positive(int), default=1000)
+    p.add_argument("--max-body", type=_positive(int), default=16 << 20)
+    p.add_argument("--max-line", type=_positive(int), default=8190)
+    p.add_argument("--max-field", type=_positive(int), default=8190)
+    p.add_argument("--max-headers", type=_positive(int), default=100)
+    p.add_argument("--header-timeout", type=_positive(float), default=10.0)
+    p.add_argument("--keepalive-timeout", type=_positive(float), default=5.0)
+    p.add_argument("--io-timeout", type=_positive(float), default=30.0)
+    p.add_argument("--graceful-timeout", type=_non_negative(float), default=10.0)
     p.add_argument("--access-log", default=None, help="file for the access log, '-' for stderr")
     p.add_argument("--certfile", default=None, help="PEM certificate (chain): serve HTTPS")
     p.add_argument("--keyfile", default=None, help="PEM private key, if not in --certfile")
     p.add_argument("--ca-certs", default=None,
                    help="PEM CA bundle: require client certificates signed by these CAs")
-    p.add_argument("--handshake-timeout", type=float, default=10.0,
+    p.add_argument("--handshake-timeout", type=_positive(float), default=10.0,
                    help="seconds a client has to complete the TLS handshake")
     p.add_argument("--monkey", action="store_true", help="lwp.monkey.patch_all() before loading the app")
     return p.parse_args(argv)
@@ -1168,7 +1207,10 @@ def _run_one(args, reuse_port, ctx):
         import lwp.monkey
 
         lwp.monkey.patch_all()
-    app = load_app(args.app)
+    try:
+        app = load_app(args.app)
+    except LookupError as e:
+        raise SystemExit(f"lwp.wsgi: cannot load {args.app}: {e.args[0]}") from None
     log_file = None
     if args.access_log == "-":
         access = sys.stderr

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def test_demo_runs_and_prints_stats():
     out = subprocess.run([sys.executable, "-m", "lwp", "--threads", "300", "--lwps", "2",
@@ -14,7 +16,8 @@ def test_demo_runs_and_prints_stats():
     assert sum(int(r[2]) for r in rows) >= 300
 
 
-def test_demo_rejects_bad_arguments():
-    out = subprocess.run([sys.executable, "-m", "lwp", "--threads", "0"],
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--lwps", "0"], ["--rounds", "-1"]])
+def test_demo_rejects_bad_arguments(args):
+    out = subprocess.run([sys.executable, "-m", "lwp", *args],
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "--threads" in out.stderr
+    assert out.returncode == 2 and args[0] in out.stderr and "Traceback" not in out.stderr

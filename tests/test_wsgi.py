@@ -745,6 +745,35 @@ def test_command_line(tmp_path):
     assert proc.returncode == 0 and "stopped" in out
 
 
+@pytest.mark.parametrize("args, status, message", [
+    (["nomodule:app"], 1, "cannot load nomodule:app: no module named 'nomodule'"),
+    (["cliapp:nothere"], 1, "module 'cliapp' has no attribute 'nothere'"),
+    (["json"], 1, "module 'json' has no attribute 'app'"),
+    (["cliapp:NAME"], 1, "cliapp:NAME is a str, not a WSGI application"),
+    (["cliapp:app", "--port", "99999"], 2, "--port: must be a port number, 0 to 65535"),
+    (["cliapp:app", "--lwps", "0"], 2, "--lwps: must be > 0"),
+    (["cliapp:app", "--io-timeout", "-1"], 2, "--io-timeout: must be > 0"),
+    (["cliapp:app", "--max-body", "x"], 2, "--max-body: invalid int value"),
+])
+def test_command_line_bad_input_is_one_clear_line(tmp_path, args, status, message):
+    """Each ended in a traceback (ModuleNotFoundError, AttributeError, OverflowError
+    from bind, ValueError from lwp.run), or was accepted."""
+    (tmp_path / "cliapp.py").write_text("NAME = 'x'\ndef app(env, sr):\n    return []\n")
+    port = [] if "--port" in args else ["--port", "0"]  # a good one would start serving
+    proc = subprocess.run([sys.executable, "-m", "lwp.wsgi", *args, *port],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == status and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_command_line_shows_the_traceback_of_an_app_that_fails_to_import(tmp_path):
+    (tmp_path / "brokenapp.py").write_text("import no_such_dependency\napp = None\n")
+    proc = subprocess.run([sys.executable, "-m", "lwp.wsgi", "brokenapp:app", "--port", "0"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+    assert "No module named 'no_such_dependency'" in proc.stderr
+
+
 def run_gunicorn(tmp_path, *options, connect=None):
     """Run gunicorn with lwp's worker on a one-line app; two pipelined requests through
     ``connect(port)`` (a plain connection by default) must get the app's answer."""
