@@ -394,8 +394,10 @@ class LWP:
             self._timers_cancelled -= 1
         if self._timers:
             timeout = max(0.0, self._timers[0].when - time.monotonic())
-        timeout = self.sched._idle_timeout(self, timeout)
-        if self._spin_for_completions():
+        if self.kind == "compensating":  # wakes up to see whether it may retire
+            retire = self.sched.retire_after
+            timeout = retire if timeout is None else min(timeout, retire)
+        if self._completions is not None and self._spin_for_completions():
             return
         with self._lock:
             if self._inbox or self._calls or self._newq:
