@@ -295,14 +295,16 @@ class LWP:
                 if self._shuffle:
                     runq.rotate(-self.sched._rng.randrange(len(runq)))
                 self._resume(runq.popleft())
-            elif self._finished():
+            elif not self._live and self._finished():  # _live: no call while threads wait
                 return
             elif not self.sched._steal_for(self):
                 self._idle()
 
     def _finished(self):
-        """True when this LWP may exit: nothing left to run, and none will come."""
-        if self._live or (self._completions is not None and self._completions.in_flight):
+        """True when this LWP may exit: nothing left to run, and none will come.
+
+        Called when no started thread is live (``_live`` is empty)."""
+        if self._completions is not None and self._completions.in_flight:
             return False  # late native completions must be drained before the queue closes
         if self.kind == "bound":
             return self.threads_run > 0
