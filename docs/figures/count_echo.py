@@ -3,15 +3,20 @@
 Timings on a shared machine move by a factor of two from run to run; the
 number of instructions a round trip executes does not.  Each row runs, on one
 LWP with the monitor off, an echo handler like the benchmark's
-(``lwp/bench/servers.py``: ``recv(65536)`` then ``sendall(data)``) and a
-client green thread that sends 64 bytes and reads them back, over a real TCP
-loopback connection (the benchmark's transport: the same socket class, the
-same short-read and edge rules; callgrind counts user-space instructions
-only, so the kernel's share is not in the count either way).  It runs 1,000
-and 11,000 round trips under callgrind and divides the difference by the
-10,000 extra, so start-up and shutdown cancel out.  A round trip is both
-ends: the handler's recv and sendall, the client's sendall and recv, two
-parks and the epoll waits that wake them.  Needs valgrind; takes a minute.
+(``lwp/bench/servers.py``: ``recv(65536)`` then ``sendall(data)``) and, on
+the same LWP, client green threads that send 64 bytes and read them back,
+over real TCP loopback connections (the benchmark's transport: the same
+socket class, short-read and edge rules; a socketpair would skip nothing
+that callgrind counts, as it counts user-space instructions only, but would
+be AF_UNIX, not what the benchmark serves).  It runs 1,000 and 11,000 round
+trips under callgrind and divides the difference by the 10,000 extra, so
+start-up and shutdown cancel out.  A round trip is both ends: the handler's
+recv and sendall, the client's sendall and recv, and the parks and epoll
+waits between them.  With one connection every park finds nothing to run
+and goes through the hub's idle pass and an ``epoll_wait``; with ten in
+lockstep, one ``epoll_wait`` serves several connections and most parks
+switch straight to the next woken thread, as under the benchmark's 100
+connections.  Needs valgrind; takes two minutes.
 
     python docs/figures/count_echo.py            # lwp native door, lwp Python door
 """
@@ -27,10 +32,10 @@ import sys
 import lwp
 from lwp import socket
 
-n = int(sys.argv[1])
+rounds, conns = int(sys.argv[1]), int(sys.argv[2])
 MESSAGE = b"x" * 64
 
-def handler(conn):
+def handler(conn):  # as lwp/bench/servers.py's
     recv, sendall = conn.recv, conn.sendall
     while True:
         data = recv(65536)
@@ -38,20 +43,28 @@ def handler(conn):
             return
         sendall(data)
 
-def main():
-    listener = socket.create_server(("127.0.0.1", 0))
-    client = socket.create_connection(listener.getsockname())
-    conn, _ = listener.accept()
-    server = lwp.spawn(handler, conn)
-    recv, sendall = client.recv, client.sendall
-    for _ in range(n):
+def client(address):
+    sock = socket.create_connection(address)
+    recv, sendall = sock.recv, sock.sendall
+    for _ in range(rounds // conns):
         sendall(MESSAGE)
         got = recv(65536)
         while len(got) < len(MESSAGE):
             got += recv(65536)
-    client.close()
-    server.join()
-    conn.close()
+    sock.close()
+
+def main():
+    listener = socket.create_server(("127.0.0.1", 0))
+    clients = [lwp.spawn(client, listener.getsockname()) for _ in range(conns)]
+    handlers = []
+    for _ in range(conns):
+        conn, _ = listener.accept()
+        handlers.append((lwp.spawn(handler, conn), conn))
+    for c in clients:
+        c.join()
+    for h, conn in handlers:
+        h.join()
+        conn.close()
     listener.close()
 
 lwp.run(main, lwps=1, monitor=False)
@@ -60,14 +73,17 @@ lwp.run(main, lwps=1, monitor=False)
 # The checkout this script is in, not whichever lwp is installed.
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-ROWS = [("lwp, native door", {}),
-        ("lwp, Python door (LWP_NATIVE_PARK=0)", {"LWP_NATIVE_PARK": "0"})]
+# (label, connections, environment)
+ROWS = [("lwp, native door, 1 connection", 1, {}),
+        ("lwp, Python door, 1 connection", 1, {"LWP_NATIVE_PARK": "0"}),
+        ("lwp, native door, 10 connections", 10, {}),
+        ("lwp, Python door, 10 connections", 10, {"LWP_NATIVE_PARK": "0"})]
 
 
-def instructions(script, n, env):
+def instructions(script, n, conns, env):
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         sys.executable, script, str(n)],
+         sys.executable, script, str(n), str(conns)],
         env=dict(os.environ, PYTHONPATH=ROOT, **env), capture_output=True, text=True, check=True).stderr
     return int(re.search(r"Collected : (\d+)", out).group(1))
 
@@ -77,9 +93,10 @@ def main():
         script = os.path.join(tmp, "echo.py")
         with open(script, "w", encoding="utf-8") as f:
             f.write(ECHO)
-        for label, env in ROWS:
-            extra = instructions(script, 11_000, env) - instructions(script, 1_000, env)
-            print(f"{label:40s} {extra / 10_000:8,.0f} instructions per round trip")
+        for label, conns, env in ROWS:
+            extra = (instructions(script, 11_000, conns, env)
+                     - instructions(script, 1_000, conns, env))
+            print(f"{label:34s} {extra / 10_000:8,.0f} instructions per round trip")
 
 
 if __name__ == "__main__":
