@@ -73,6 +73,8 @@ _WCLOSED = select.EPOLLHUP
 # Urgent data seen (TCP): a recv stops short at its mark, so a short read no
 # longer says the buffer is drained.
 _URGENT = select.EPOLLPRI
+_STICKY = _RCLOSED | _URGENT    # what _FdState.closed keeps of an edge
+_READ_EDGE = _READ | _URGENT    # what is an edge of the read direction
 _ONESHOT, _EDGED = 1, 2  # _FdState.registered: how the fd is in the epoll set (0: not)
 _MAX_WAIT = 86400.0  # seconds; epoll_wait's timeout overflows past 2**31 ms (~24.8 days)
 
@@ -217,7 +219,7 @@ class Poller:
             if write:
                 st.wready = st.closed & _WCLOSED != 0
             else:
-                st.rready = st.closed & (_RCLOSED | _URGENT) != 0
+                st.rready = st.closed & _STICKY != 0
 
     def wait(self, fd, write, timeout, edge=False):
         """Park the calling green thread until ``fd`` is ready (owner LWP only).
@@ -330,18 +332,18 @@ class Poller:
             return False
         fds = self._fds
         for fd, ev in events:
-            if fd == self._wakefd:
-                woke = True
-                continue
             st = fds.get(fd)
-            if st is None:
+            if st is None:  # the wake-up fd has no state
+                if fd == self._wakefd:
+                    woke = True
                 continue
             if st.gen != _gens.get(fd, 0):
                 self._drop(fd, st)  # closed on another LWP, not forgotten here yet
                 continue
             if st.registered == _EDGED:
-                st.closed |= ev & (_RCLOSED | _URGENT)
-                if ev & (_READ | _URGENT):
+                if ev & _STICKY:
+                    st.closed |= ev & _STICKY
+                if ev & _READ_EDGE:
                     _edge(st, False)
                 # A socket's every edge says it is writable too; mostly old news.
                 if ev & _WRITE and (st.writer is not None or not st.wready):
