@@ -22,10 +22,9 @@ connections.  Needs valgrind; takes two minutes.
 """
 
 import os
-import re
-import subprocess
-import sys
 import tempfile
+
+from callgrind import instructions
 
 ECHO = """\
 import sys
@@ -70,22 +69,11 @@ def main():
 lwp.run(main, lwps=1, monitor=False)
 """
 
-# The checkout this script is in, not whichever lwp is installed.
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 # (label, connections, environment)
 ROWS = [("lwp, native door, 1 connection", 1, {}),
         ("lwp, Python door, 1 connection", 1, {"LWP_NATIVE_PARK": "0"}),
         ("lwp, native door, 10 connections", 10, {}),
         ("lwp, Python door, 10 connections", 10, {"LWP_NATIVE_PARK": "0"})]
-
-
-def instructions(script, n, conns, env):
-    out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         sys.executable, script, str(n), str(conns)],
-        env=dict(os.environ, PYTHONPATH=ROOT, **env), capture_output=True, text=True, check=True).stderr
-    return int(re.search(r"Collected : (\d+)", out).group(1))
 
 
 def main():
@@ -94,8 +82,8 @@ def main():
         with open(script, "w", encoding="utf-8") as f:
             f.write(ECHO)
         for label, conns, env in ROWS:
-            extra = (instructions(script, 11_000, conns, env)
-                     - instructions(script, 1_000, conns, env))
+            extra = (instructions(script, 11_000, conns, env=env)
+                     - instructions(script, 1_000, conns, env=env))
             print(f"{label:34s} {extra / 10_000:8,.0f} instructions per round trip")
 
 
