@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,3 +22,14 @@ def instructions(script, *args, env=None):
         env=dict(os.environ, PYTHONPATH=ROOT, **(env or {})),
         capture_output=True, text=True, check=True).stderr
     return int(re.search(r"Collected : (\d+)", out).group(1))
+
+
+def extra(source, small, large, env=None):
+    """Instructions the script ``source`` executes with arguments ``large``
+    beyond those it executes with ``small`` (tuples): start-up and shutdown
+    cancel out."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = os.path.join(tmp, "case.py")
+        with open(script, "w", encoding="utf-8") as f:
+            f.write(source)
+        return instructions(script, *large, env=env) - instructions(script, *small, env=env)

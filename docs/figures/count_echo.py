@@ -21,10 +21,7 @@ connections.  Needs valgrind; takes two minutes.
     python docs/figures/count_echo.py            # lwp native door, lwp Python door
 """
 
-import os
-import tempfile
-
-from callgrind import instructions
+from callgrind import extra
 
 ECHO = """\
 import sys
@@ -77,14 +74,9 @@ ROWS = [("lwp, native door, 1 connection", 1, {}),
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        script = os.path.join(tmp, "echo.py")
-        with open(script, "w", encoding="utf-8") as f:
-            f.write(ECHO)
-        for label, conns, env in ROWS:
-            extra = (instructions(script, 11_000, conns, env=env)
-                     - instructions(script, 1_000, conns, env=env))
-            print(f"{label:34s} {extra / 10_000:8,.0f} instructions per round trip")
+    for label, conns, env in ROWS:
+        count = extra(ECHO, (1_000, conns), (11_000, conns), env)
+        print(f"{label:34s} {count / 10_000:8,.0f} instructions per round trip")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,7 @@ shutdown cancel out.  Needs valgrind; takes a minute or two.
     python docs/figures/count_handoff.py            # lwp native, lwp Python, gevent
 """
 
-import os
-import tempfile
-
-from callgrind import instructions
+from callgrind import extra
 
 PINGPONG = """\
 import sys
@@ -42,14 +39,9 @@ ROWS = [("lwp, native door", "lwp", {}),
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        script = os.path.join(tmp, "pingpong.py")
-        with open(script, "w", encoding="utf-8") as f:
-            f.write(PINGPONG)
-        for label, lib, env in ROWS:
-            extra = (instructions(script, lib, 11_000, env=env)
-                     - instructions(script, lib, 1_000, env=env))
-            print(f"{label:40s} {extra / 20_000:8,.0f} instructions per one-way hand-off")
+    for label, lib, env in ROWS:
+        count = extra(PINGPONG, (lib, 1_000), (lib, 11_000), env)
+        print(f"{label:40s} {count / 20_000:8,.0f} instructions per one-way hand-off")
 
 
 if __name__ == "__main__":
