@@ -10,11 +10,7 @@ shutdown cancel out.  Needs valgrind; takes a minute or two.
     python docs/figures/count_handoff.py            # lwp native, lwp Python, gevent
 """
 
-import os
-import re
-import subprocess
-import sys
-import tempfile
+from callgrind import extra
 
 PINGPONG = """\
 import sys
@@ -42,22 +38,10 @@ ROWS = [("lwp, native door", "lwp", {}),
         ("gevent", "gevent", {})]
 
 
-def instructions(script, lib, n, env):
-    out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         sys.executable, script, lib, str(n)],
-        env=dict(os.environ, **env), capture_output=True, text=True, check=True).stderr
-    return int(re.search(r"Collected : (\d+)", out).group(1))
-
-
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        script = os.path.join(tmp, "pingpong.py")
-        with open(script, "w", encoding="utf-8") as f:
-            f.write(PINGPONG)
-        for label, lib, env in ROWS:
-            extra = instructions(script, lib, 11_000, env) - instructions(script, lib, 1_000, env)
-            print(f"{label:40s} {extra / 20_000:8,.0f} instructions per one-way hand-off")
+    for label, lib, env in ROWS:
+        count = extra(PINGPONG, (lib, 1_000), (lib, 11_000), env)
+        print(f"{label:40s} {count / 20_000:8,.0f} instructions per one-way hand-off")
 
 
 if __name__ == "__main__":

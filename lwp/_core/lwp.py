@@ -295,14 +295,16 @@ class LWP:
                 if self._shuffle:
                     runq.rotate(-self.sched._rng.randrange(len(runq)))
                 self._resume(runq.popleft())
-            elif self._finished():
+            elif not self._live and self._finished():  # _live: no call while threads wait
                 return
             elif not self.sched._steal_for(self):
                 self._idle()
 
     def _finished(self):
-        """True when this LWP may exit: nothing left to run, and none will come."""
-        if self._live or (self._completions is not None and self._completions.in_flight):
+        """True when this LWP may exit: nothing left to run, and none will come.
+
+        Called when no started thread is live (``_live`` is empty)."""
+        if self._completions is not None and self._completions.in_flight:
             return False  # late native completions must be drained before the queue closes
         if self.kind == "bound":
             return self.threads_run > 0
@@ -394,8 +396,10 @@ class LWP:
             self._timers_cancelled -= 1
         if self._timers:
             timeout = max(0.0, self._timers[0].when - time.monotonic())
-        timeout = self.sched._idle_timeout(self, timeout)
-        if self._spin_for_completions():
+        if self.kind == "compensating":  # wakes up to see whether it may retire
+            retire = self.sched.retire_after
+            timeout = retire if timeout is None else min(timeout, retire)
+        if self._completions is not None and self._spin_for_completions():
             return
         with self._lock:
             if self._inbox or self._calls or self._newq:

@@ -73,6 +73,8 @@ _WCLOSED = select.EPOLLHUP
 # Urgent data seen (TCP): a recv stops short at its mark, so a short read no
 # longer says the buffer is drained.
 _URGENT = select.EPOLLPRI
+_STICKY = _RCLOSED | _URGENT    # what _FdState.closed keeps of an edge
+_READ_EDGE = _READ | _URGENT    # what is an edge of the read direction
 _ONESHOT, _EDGED = 1, 2  # _FdState.registered: how the fd is in the epoll set (0: not)
 _MAX_WAIT = 86400.0  # seconds; epoll_wait's timeout overflows past 2**31 ms (~24.8 days)
 
@@ -217,7 +219,7 @@ class Poller:
             if write:
                 st.wready = st.closed & _WCLOSED != 0
             else:
-                st.rready = st.closed & (_RCLOSED | _URGENT) != 0
+                st.rready = st.closed & _STICKY != 0
 
     def wait(self, fd, write, timeout, edge=False):
         """Park the calling green thread until ``fd`` is ready (owner LWP only).
@@ -231,47 +233,36 @@ class Poller:
         st = self._fds.get(fd)
         if st is None or st.gen != _gens.get(fd, 0):
             st = self._adopt(fd, st)
-        if edge:
-            # No shortcut for a hung-up fd: its calls fail or return b"", never
-            # EAGAIN, so a caller that got EAGAIN waits, even if the number
-            # reported a (stale, see the module doc) hang-up.
-            if write:
-                st.wready = False
-            else:
-                st.rready = False
         w = waiter()
-        slot = st.writer if write else st.reader
-        if slot is None:
-            slot = w
-        elif type(slot) is deque:
-            slot.append(w)
-        else:
-            slot = deque((slot, w))
+        # edge: no shortcut for a hung-up fd.  Its calls fail or return b"",
+        # never EAGAIN, so a caller that got EAGAIN waits, even if the number
+        # reported a (stale, see the module doc) hang-up.
         if write:
-            st.writer = slot
+            if edge:
+                st.wready = False
+            slot = st.writer
+            st.writer = w if slot is None else _join(slot, w)
         else:
-            st.reader = slot
+            if edge:
+                st.rready = False
+            slot = st.reader
+            st.reader = w if slot is None else _join(slot, w)
         self._nwaiting += 1
         try:
-            if edge:
-                if st.registered != _EDGED:
-                    self._arm(fd, st, True)
-            else:
+            if not edge:
                 self._arm(fd, st, False)
+            elif st.registered != _EDGED:
+                self._arm(fd, st, True)
             return w.wait(timeout) is not TIMED_OUT
         finally:
             self._nwaiting -= 1
-            # Still queued after a timeout, an exception or a cancellation: leave.
-            slot = st.writer if write else st.reader
-            if slot is w:
-                slot = None
-            elif type(slot) is deque and w in slot:
-                slot.remove(w)
-                slot = slot or None
+            # Still queued after a timeout, an exception or a cancellation:
+            # leave.  (A wake-up by readiness has emptied the slot already.)
             if write:
-                st.writer = slot
-            else:
-                st.reader = slot
+                if st.writer is not None:
+                    st.writer = _leave(st.writer, w)
+            elif st.reader is not None:
+                st.reader = _leave(st.reader, w)
 
     def _adopt(self, fd, stale):
         """Fresh state for ``fd``; waiters of a ``stale`` one (a closed file's) get EBADF."""
@@ -341,18 +332,18 @@ class Poller:
             return False
         fds = self._fds
         for fd, ev in events:
-            if fd == self._wakefd:
-                woke = True
-                continue
             st = fds.get(fd)
-            if st is None:
+            if st is None:  # the wake-up fd has no state
+                if fd == self._wakefd:
+                    woke = True
                 continue
             if st.gen != _gens.get(fd, 0):
                 self._drop(fd, st)  # closed on another LWP, not forgotten here yet
                 continue
             if st.registered == _EDGED:
-                st.closed |= ev & (_RCLOSED | _URGENT)
-                if ev & (_READ | _URGENT):
+                if ev & _STICKY:
+                    st.closed |= ev & _STICKY
+                if ev & _READ_EDGE:
                     _edge(st, False)
                 # A socket's every edge says it is writable too; mostly old news.
                 if ev & _WRITE and (st.writer is not None or not st.wready):
@@ -365,6 +356,24 @@ class Poller:
             if st.reader is not None or st.writer is not None:
                 self._arm(fd, st, False)
         return woke
+
+
+def _join(slot, w):
+    """A ``slot`` holding a waiter or a deque of them, with ``w`` queued last."""
+    if type(slot) is deque:
+        slot.append(w)
+        return slot
+    return deque((slot, w))
+
+
+def _leave(slot, w):
+    """``slot`` (a waiter or a deque of them) without ``w``; None if no waiter is left."""
+    if slot is w:
+        return None
+    if type(slot) is deque and w in slot:
+        slot.remove(w)
+        return slot or None
+    return slot
 
 
 def _wake_first(slot):

@@ -298,8 +298,11 @@ class Scheduler:
         """
         if thief.kind == "bound":
             return False
-        victim = max(self._pool, key=lambda x: len(x._newq))
-        if victim is thief or not victim._newq:
+        victim, most = None, 0
+        for x in self._pool:  # a loop, not max(key=...): no Python call per LWP at every idle
+            if len(x._newq) > most:
+                victim, most = x, len(x._newq)
+        if victim is None or victim is thief:
             return False
         with victim._lock:
             n = (len(victim._newq) + 1) // 2
@@ -312,11 +315,6 @@ class Scheduler:
             thief._newq.extend(stolen)
         thief.steals += len(stolen)
         return True
-
-    def _idle_timeout(self, lwp, timeout):
-        if lwp.kind == "compensating":
-            return self.retire_after if timeout is None else min(timeout, self.retire_after)
-        return timeout
 
     # -- upcalls: what happened, and how the scheduler reacts (see upcalls.py) -------------
 
