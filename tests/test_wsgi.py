@@ -66,6 +66,12 @@ def app(env, start_response):
     if path == "/inject":
         start_response("200 OK", [("X-Bad", "a\r\nSet-Cookie: evil=1")])
         return [b"no"]
+    if path == "/errors":  # text for the server's log, as Flask writes its errors
+        env["wsgi.errors"].write("note from the application\n")
+        env["wsgi.errors"].writelines(["second ", "note\n"])
+        env["wsgi.errors"].flush()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"noted"]
     if path == "/write":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"written;")
@@ -307,10 +313,12 @@ class StuckLog:
         import threading
 
         self.release = threading.Event()
+        self.entered = threading.Event()  # a write has begun
         self.lines = []
         self.first_write = None  # the lines of the write that was stuck
 
     def write(self, text):
+        self.entered.set()
         assert self.release.wait(T), "the test never released the log"
         if self.first_write is None:
             self.first_write = text.splitlines()
@@ -341,19 +349,82 @@ def test_a_stuck_access_log_holds_no_request():
     assert len(out.lines) == 20 and all('"GET / HTTP/1.1" 200 5' in x for x in out.lines)
 
 
+def test_wsgi_errors_with_a_stuck_stderr_holds_no_request(monkeypatch):
+    """wsgi.errors was sys.stderr itself: an application's write to it, stderr a full pipe,
+    blocked the LWP and every connection on it.  One LWP and no monitor here, so nothing
+    else could serve them."""
+    import lwp
+
+    stderr = StuckLog()
+    monkeypatch.setattr(sys, "stderr", stderr)
+
+    def main():
+        srv = WSGIServer(("127.0.0.1", 0), app).start()
+
+        def talk():
+            served = 0
+            with connect(srv) as a, connect(srv) as b:
+                ra, rb = Reader(a), Reader(b)
+                b.sendall(b"GET /errors HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert stderr.entered.wait(T)  # the write to stderr is stuck from now on
+                try:
+                    for _ in range(10):
+                        a.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                        assert ra.response()[2] == b"hello"
+                        served += 1
+                    noted = rb.response()[2]
+                except TimeoutError:
+                    noted = None
+                stderr.release.set()
+                ra.f.close()
+                rb.f.close()
+            return served, noted
+
+        try:
+            return lwp.blocking(talk)
+        finally:
+            srv.stop(T)
+
+    try:
+        assert lwp.run(main, lwps=1, monitor=False) == (10, b"noted")
+    finally:
+        stderr.release.set()
+    assert stderr.lines == ["note from the application", "second note"]
+
+
+def test_wsgi_errors_is_a_text_stream(server, monkeypatch):
+    """PEP 3333: text only; bytes are refused with the exception a text file raises."""
+    import io
+
+    seen = []
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+
+    def check(env, start_response):
+        try:
+            env["wsgi.errors"].write(b"bytes")
+        except TypeError as e:
+            seen.append(str(e))
+        start_response("200 OK", [])
+        return [b""]
+
+    server.app = check
+    assert exchange(server, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")[0][0] == 200
+    assert seen == ["write() argument must be str, not bytes"]
+
+
 def test_stop_gives_up_on_a_log_that_stays_stuck(monkeypatch, caplog):
     """stop() waited for the log writer for ever: a stderr nobody reads held the
     server's shutdown (python -m lwp.wsgi on SIGTERM) for good."""
     import threading
 
-    import lwp.wsgi
+    import lwp._logwriter
 
-    monkeypatch.setattr(lwp.wsgi, "LOG_CLOSE_TIMEOUT", 0.2)
+    monkeypatch.setattr(lwp._logwriter, "CLOSE_TIMEOUT", 0.2)
     out = StuckLog()
     srv = WSGIServer(("127.0.0.1", 0), app, access_log=out).start()
     try:
         hello_requests(srv, 3)
-        with caplog.at_level(logging.ERROR, logger="lwp.wsgi"):
+        with caplog.at_level(logging.ERROR, logger="lwp.server"):
             stopper = threading.Thread(target=srv.stop, args=(T,))
             stopper.start()
             stopper.join(T)
@@ -366,9 +437,9 @@ def test_stop_gives_up_on_a_log_that_stays_stuck(monkeypatch, caplog):
 
 
 def test_access_log_drops_and_counts_lines_beyond_its_backlog(monkeypatch):
-    import lwp.wsgi
+    import lwp._logwriter
 
-    monkeypatch.setattr(lwp.wsgi, "LOG_BACKLOG", 5)
+    monkeypatch.setattr(lwp._logwriter, "BACKLOG", 5)
     out = StuckLog()
     srv = WSGIServer(("127.0.0.1", 0), app, access_log=out).start()
     try:
@@ -377,7 +448,7 @@ def test_access_log_drops_and_counts_lines_beyond_its_backlog(monkeypatch):
     finally:
         srv.stop(T)
     kept = [x for x in out.lines if '"GET / HTTP/1.1" 200' in x]
-    notes = [x for x in out.lines if "access log lines dropped" in x]
+    notes = [x for x in out.lines if "log entries dropped" in x]
     # The writer took what had come before it first ran (one line or more, as the
     # scheduler had it; the backlog full and a drop note too, on a slow run) and stuck
     # writing it; behind it, at most the backlog waited.
@@ -399,7 +470,7 @@ def test_access_log_to_a_logger(caplog):
 
 def test_access_log_off_by_default(server, capsys):
     hello_requests(server, 2)
-    assert server._logs.access is None
+    assert server.access_log is None
     assert capsys.readouterr() == ("", "")
 
 
@@ -591,9 +662,9 @@ def test_application_error_with_a_stuck_stderr_is_still_answered():
 
 
 def test_error_reports_beyond_the_backlog_are_dropped_and_counted(monkeypatch):
-    import lwp.wsgi
+    import lwp._logwriter
 
-    monkeypatch.setattr(lwp.wsgi, "LOG_BACKLOG", 2)
+    monkeypatch.setattr(lwp._logwriter, "BACKLOG", 2)
     stderr = StuckStderr()
     srv = WSGIServer(("127.0.0.1", 0), app).start()
     try:
@@ -604,7 +675,7 @@ def test_error_reports_beyond_the_backlog_are_dropped_and_counted(monkeypatch):
         srv.stop(T)
         text = stderr.text()
     kept = text.count("RuntimeError: application failure")
-    dropped = re.findall(r"lwp.wsgi: (\d+) application error reports dropped", text)
+    dropped = re.findall(r"wsgi: (\d+) log entries dropped", text)
     assert len(dropped) == 1 and kept + int(dropped[0]) == 6 and kept < 6
 
 
@@ -1080,9 +1151,9 @@ def test_https_silent_client_dropped_others_served(cert, caplog):
             assert silent.recv(10) == b""
             silent.close()
             wait_until(lambda: srv.stats()["tls_errors"] == 1, T)
-        assert [r.levelno for r in caplog.records] == [logging.INFO]
     finally:
-        srv.stop(T)
+        srv.stop(T)  # the log writer has handed the record over
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
 
 
 def test_https_client_certificates(cert, tmp_path):
@@ -1170,15 +1241,15 @@ def test_a_broken_access_log_is_reported_and_the_server_goes_on(caplog, error):
 
     srv = WSGIServer(("127.0.0.1", 0), app, access_log=Broken()).start()
     try:
-        with caplog.at_level(logging.ERROR, logger="lwp.wsgi"):
+        with caplog.at_level(logging.ERROR, logger="lwp.server"):
             hello_requests(srv, 3)
             wait_until(lambda: caplog.records, T)
             hello_requests(srv, 1)
     finally:
         srv.stop(T)  # the writer still ends (it used to die at the first failure)
     assert all(f"{error.__name__}: broken log" in r.exc_text
-               for r in caplog.records if r.name == "lwp.wsgi")
-    assert len([r for r in caplog.records if r.name == "lwp.wsgi"]) >= 2
+               for r in caplog.records if r.name == "lwp.server")
+    assert len([r for r in caplog.records if r.name == "lwp.server"]) >= 2
 
 
 def test_https_plain_http_client_gets_400_in_the_clear(cert, caplog):
@@ -1189,6 +1260,7 @@ def test_https_plain_http_client_gets_400_in_the_clear(cert, caplog):
             assert (status, headers["connection"], closed) == (400, "close", True)
             assert b"plain HTTP request was sent to the HTTPS port" in body
             wait_until(lambda: srv.stats()["tls_errors"] == 1, T)
+            wait_until(lambda: [r for r in caplog.records if r.name == "lwp.server"], T)
         assert [r.levelno for r in caplog.records if r.name == "lwp.server"] == [logging.INFO]
         with tls_connect(srv.address[1], cert) as c:  # TLS clients are served next
             c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
