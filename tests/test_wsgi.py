@@ -7,6 +7,7 @@ serves the next client.  The autouse leak check (conftest) checks fds.
 
 import json
 import logging
+import os
 import re
 import socket
 import ssl
@@ -20,6 +21,10 @@ from helpers import make_cert, wait_until
 from lwp.wsgi import WSGIServer, server_ssl_context
 
 T = 5.0
+# A child started in tmp_path imports lwp from this checkout, not from where it is installed.
+CHECKOUT_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+     *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
 def app(env, start_response):
@@ -798,7 +803,7 @@ def test_command_line(tmp_path):
     (tmp_path / "cliapp.py").write_text(
         "def app(env, sr):\n    sr('200 OK', [('Content-Length', '2')])\n    return [b'ok']\n")
     proc = subprocess.Popen([sys.executable, "-m", "lwp.wsgi", "cliapp:app", "--port", "0",
-                             "--lwps", "1", "--access-log", "-"], cwd=tmp_path,
+                             "--lwps", "1", "--access-log", "-"], cwd=tmp_path, env=CHECKOUT_ENV,
                             stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()
@@ -824,7 +829,7 @@ def run_gunicorn(tmp_path, *options, connect=None):
         "def app(env, sr):\n    sr('200 OK', [('Content-Length', '7')])\n    return [b'gunicrn']\n")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "lwp.wsgi_gunicorn.LwpWorker",
                              "-b", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "60",
-                             *options, "gapp:app"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+                             *options, "gapp:app"], cwd=tmp_path, env=CHECKOUT_ENV, stderr=subprocess.PIPE, text=True)
     try:
         port = None
         deadline = time.monotonic() + 30
@@ -1078,7 +1083,7 @@ def test_processes_share_the_port(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "lwp.wsgi", "pidapp:app", "--port", str(port),
-                             "--lwps", "1", "--processes", "2"], cwd=tmp_path,
+                             "--lwps", "1", "--processes", "2"], cwd=tmp_path, env=CHECKOUT_ENV,
                             stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(2):
@@ -1182,7 +1187,7 @@ def test_https_command_line(tmp_path, cert):
     proc = subprocess.Popen([sys.executable, "-m", "lwp.wsgi", "cliapp:app", "--port", "0",
                              "--lwps", "1", "--certfile", cert[0], "--keyfile", cert[1],
                              "--monkey"],  # the context is made before the patching
-                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=CHECKOUT_ENV, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()
         assert "serving cliapp:app on https://127.0.0.1:" in line
