@@ -872,6 +872,18 @@ def test_gunicorn_access_log(tmp_path):
     assert len(lines) >= 2 and all('"GET / HTTP/1.1" 200 7' in x for x in lines)
 
 
+def test_gunicorn_access_logformat(tmp_path):
+    """--access-logformat was ignored: the lines were in lwp's format."""
+    log = tmp_path / "access.log"
+    run_gunicorn(tmp_path, "--access-logfile", str(log), "--access-logformat",
+                 "%(r)s|%(m)s|%(U)s|%(q)s|%(s)s|%(B)s|%(b)s|%({host}i)s|%({content-length}o)s"
+                 "|%({missing}i)s|%({RAW_URI}e)s|%(h)s|%(D)s|%(p)s")
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 2 and all(
+        re.fullmatch(r"GET / HTTP/1.1\|GET\|/\|\|200\|7\|7\|t\|7\|-\|/\|127.0.0.1\|\d+\|<\d+>", x)
+        for x in lines), lines
+
+
 # -- PEP 3333 and HTTP details a WSGI server owes its users ------------------------------------
 
 def test_http10_keep_alive(server):
