@@ -61,10 +61,9 @@ class LogWriter:
         if not isinstance(dest, logging.Logger):
             self._put(dest, (msg % args if args else msg) + "\n")
         elif dest.isEnabledFor(logging.INFO):
-            if isinstance(args, Mapping):
-                args = (args,)
-            self._put(dest, (dest.makeRecord(dest.name, logging.INFO, __file__, 0, msg, args,
-                                             None), None))
+            # The record is made by the writer, out of the request's time (most of the cost
+            # of a line); a line waits as (msg, args), a record as (record, traceback).
+            self._put(dest, (msg, (args,) if isinstance(args, Mapping) else args))
 
     def log(self, logger, level, msg, *args, exc_info=False):
         """Queue what ``logger.log(level, msg, *args, exc_info=exc_info)`` writes (with
@@ -137,7 +136,7 @@ class LogWriter:
                 batch = list(batch)
                 dest = batch[0][0]
                 if isinstance(dest, logging.Logger):
-                    blocking(_handle, dest, [entry for _, entry in batch])
+                    blocking(_handle, dest, [_as_record(dest, entry) for _, entry in batch])
                     continue
                 try:
                     blocking(_write, dest, "".join(text for _, text in batch))
@@ -190,6 +189,14 @@ def _record(logger, level, msg, args, exc_info):
     if exc_info is not None and exc_info[0] is not None:
         tb = TracebackException(*exc_info, lookup_lines=False)
     return record, tb
+
+
+def _as_record(logger, entry):
+    """A queued record as it is, a queued access line made an INFO record (see line())."""
+    if isinstance(entry[0], str):
+        msg, args = entry
+        return logger.makeRecord(logger.name, logging.INFO, __file__, 0, msg, args, None), None
+    return entry
 
 
 def _handle(logger, entries):
