@@ -822,11 +822,13 @@ def test_command_line(tmp_path):
 
 
 def run_gunicorn(tmp_path, *options, connect=None):
-    """Run gunicorn with lwp's worker on a one-line app; two pipelined requests through
-    ``connect(port)`` (a plain connection by default) must get the app's answer."""
+    """Run gunicorn with lwp's worker on a one-line app (that also writes a line to
+    wsgi.errors); two pipelined requests through ``connect(port)`` (a plain connection by
+    default) must get the app's answer.  Returns gunicorn's stderr after its start."""
     pytest.importorskip("gunicorn")
     (tmp_path / "gapp.py").write_text(
-        "def app(env, sr):\n    sr('200 OK', [('Content-Length', '7')])\n    return [b'gunicrn']\n")
+        "def app(env, sr):\n    env['wsgi.errors'].write('gapp was here\\n')\n"
+        "    sr('200 OK', [('Content-Length', '7')])\n    return [b'gunicrn']\n")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "lwp.wsgi_gunicorn.LwpWorker",
                              "-b", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "60",
                              *options, "gapp:app"], cwd=tmp_path, env=CHECKOUT_ENV, stderr=subprocess.PIPE, text=True)
@@ -857,12 +859,18 @@ def run_gunicorn(tmp_path, *options, connect=None):
         proc.terminate()
         # The worker acts on the master's SIGTERM (it used to sit out the whole
         # graceful timeout, 60 s here, blocked in a join that SA_RESTART kept going).
-        proc.communicate(timeout=20)
+        err = proc.communicate(timeout=20)[1]
     assert proc.returncode == 0
+    return err
 
 
 def test_gunicorn_worker_class(tmp_path):
     run_gunicorn(tmp_path)
+
+
+def test_gunicorn_wsgi_errors_go_to_the_error_log(tmp_path):
+    """As with gunicorn's own workers: the error log's streams (here stderr, its default)."""
+    assert run_gunicorn(tmp_path).count("gapp was here\n") >= 2
 
 
 def test_gunicorn_access_log(tmp_path):
