@@ -831,7 +831,8 @@ def run_gunicorn(tmp_path, *options, connect=None):
         "    sr('200 OK', [('Content-Length', '7')])\n    return [b'gunicrn']\n")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "lwp.wsgi_gunicorn.LwpWorker",
                              "-b", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "60",
-                             *options, "gapp:app"], cwd=tmp_path, env=CHECKOUT_ENV, stderr=subprocess.PIPE, text=True)
+                             *options, "gapp:app"], cwd=tmp_path, env=CHECKOUT_ENV,
+                            stderr=subprocess.PIPE, text=True)
     try:
         port = None
         deadline = time.monotonic() + 30
