@@ -840,8 +840,8 @@ class WSGIServer:
     (10 s), ``keepalive_timeout`` (5 s), ``io_timeout`` (30 s).  Others:
     ``access_log`` (None, a file or a Logger), ``backlog``, ``reuse_port``,
     ``multiprocess`` (the ``wsgi.multiprocess`` flag), ``errors`` (where
-    ``wsgi.errors`` text goes: a file-like, or None for ``sys.stderr``).  TLS: ``ssl_context``
-    (a server-side :class:`ssl.SSLContext`; ``wsgi.url_scheme`` is then
+    ``wsgi.errors`` text goes: a text file-like, or None for ``sys.stderr``).
+    TLS: ``ssl_context`` (a server-side :class:`ssl.SSLContext`; ``wsgi.url_scheme`` is then
     ``"https"``) and ``handshake_timeout`` (10 s), as in
     :class:`lwp.server.StreamServer`; :func:`server_ssl_context` makes one
     from certificate files.
@@ -852,6 +852,8 @@ class WSGIServer:
                  keepalive_timeout=5.0, io_timeout=30.0, access_log=None, backlog=1024,
                  reuse_port=False, multiprocess=False, ssl_context=None, handshake_timeout=10.0,
                  errors=None, name="wsgi"):
+        if errors is not None and not callable(getattr(errors, "write", None)):
+            raise TypeError(f"errors must be None or a file-like with write(), got {errors!r}")
         self.app = app
         self.max_line = max_line
         self.max_field = max_field

@@ -397,6 +397,11 @@ def test_wsgi_errors_with_a_stuck_stderr_holds_no_request(monkeypatch):
     assert stderr.lines == ["note from the application", "second note"]
 
 
+def test_errors_must_be_a_file():
+    with pytest.raises(TypeError, match="errors must be None or a file-like"):
+        WSGIServer(("127.0.0.1", 0), app, errors="stderr")
+
+
 def test_wsgi_errors_is_a_text_stream(server, monkeypatch):
     """PEP 3333: text only; bytes are refused with the exception a text file raises."""
     import io
