@@ -52,6 +52,20 @@ counted and logged as a failed handshake, then ``callable`` may answer it in
 the clear on ``conn`` (the WSGI server answers ``400 Bad Request``, as nginx
 does) before the connection is closed.
 
+Logging: what the server logs on the ``lwp.server`` logger (a handler's
+exception at ERROR with its traceback, a failed TLS handshake at INFO, an
+accept back-off at WARNING, an overload callable's exception at DEBUG) is
+queued on the server's log writer, a green thread that hands the records to
+the logging handlers in order, in batches, through :func:`lwp.blocking`.  So a
+handler that blocks (a StreamHandler on a pipe nobody drains, one that sends
+over the network) holds an activation thread, never an LWP and the
+connections on it.  If the log falls more than 10,000 records behind,
+records are dropped and their number logged.  ``stop()`` lets the writer
+finish for 10 s at most, then gives up on a destination still stuck (an
+ERROR record says how much was dropped).  A record carries its formatted
+traceback (``exc_text``), not ``exc_info``: a waiting record keeps no frames
+alive.
+
 Several processes: ``reuse_port=True`` sets ``SO_REUSEPORT``, so several
 processes can bind the same port and the kernel spreads connections among
 them; ``serve_processes(n, make_server)`` forks ``n`` such processes, each
@@ -66,6 +80,7 @@ import socket as _stdsocket
 import sys
 from _thread import allocate_lock
 
+from . import _logwriter
 from ._core import park
 from ._core.exceptions import Cancelled
 from ._core.preempt import user_code_entry
@@ -174,6 +189,7 @@ class StreamServer:
         self._overloaded = 0
         self._overflow_threads = set()
         self._dispatcher = None
+        self._logs = None             # the log writer, from start()
         self._stopping = False
         self.started = False
         self.counters = {"accepted": 0, "served": 0, "rejected": 0, "handler_errors": 0,
@@ -205,6 +221,7 @@ class StreamServer:
         self._listener.setblocking(False)
         self._tcp = self._listener.family in (_stdsocket.AF_INET, _stdsocket.AF_INET6)
         self.started = True
+        self._logs = _logwriter.LogWriter(self.name, log)
         self._dispatcher = spawn(self._dispatch, name=f"{self.name}-dispatcher")
         return self
 
@@ -227,11 +244,21 @@ class StreamServer:
         self.stop()
 
     def stop(self, timeout=None):
-        """Stop accepting; let busy connections finish for ``timeout`` s; cancel the rest.
+        """Stop accepting; let busy connections finish for ``timeout`` s; cancel the rest;
+        then write out the server's log entries.
 
-        ``timeout=None`` waits for as long as they take.  Idempotent.  Returns
-        the number of connections that had to be cancelled.
+        ``timeout=None`` waits for as long as they take.  The log gets 10 s
+        more at most (a stuck destination is given up on, see the module
+        doc).  Idempotent.  Returns the number of connections that had to be
+        cancelled.
         """
+        try:
+            return self._stop(timeout)
+        finally:
+            if self._logs is not None:
+                self._logs.close(_logwriter.CLOSE_TIMEOUT)
+
+    def _stop(self, timeout):
         with self._lock:
             if self._stopping:
                 first = False
@@ -307,13 +334,13 @@ class StreamServer:
                 if e.errno in _SKIP_ERRNOS:
                     continue
                 level = logging.WARNING if backoff == BACKOFF_MIN else logging.DEBUG
-                log.log(level, "%s: accept failed (%s); backing off %.0f ms", self.name, e,
-                        backoff * 1000)
+                self._logs.log(log, level, "%s: accept failed (%s); backing off %.0f ms",
+                               self.name, e, backoff * 1000)
                 self._backoff(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             if backoff != BACKOFF_MIN:
-                log.warning("%s: accepting again", self.name)
+                self._logs.log(log, logging.WARNING, "%s: accepting again", self.name)
             return conn, addr
         return None
 
@@ -439,7 +466,8 @@ class StreamServer:
                     c.close()
                 raw.close()  # a no-op once TLS has taken the descriptor over
         except Exception:
-            log.debug("%s: overload handler failed", self.name, exc_info=True)
+            self._logs.log(log, logging.DEBUG, "%s: overload handler failed", self.name,
+                           exc_info=True)
         except Cancelled:
             pass
         finally:
@@ -479,7 +507,8 @@ class StreamServer:
         return tls
 
     def _tls_failed(self, addr, reason):
-        log.info("%s: TLS handshake with %s failed: %s", self.name, addr, reason)
+        self._logs.log(log, logging.INFO, "%s: TLS handshake with %s failed: %s", self.name, addr,
+                       reason)
         with self._lock:
             self.counters["tls_errors"] += 1
 
@@ -499,7 +528,8 @@ class StreamServer:
         except Exception:
             with self._lock:
                 self.counters["handler_errors"] += 1
-            log.exception("%s: handler failed for %s", self.name, addr)
+            self._logs.log(log, logging.ERROR, "%s: handler failed for %s", self.name, addr,
+                           exc_info=True)
         finally:
             if conn is not raw:
                 raw.close()  # after TLS took the descriptor over, or a failed handshake: a no-op

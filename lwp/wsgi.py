@@ -52,12 +52,19 @@ The access log (``access_log``: a file, a :class:`logging.Logger`, or None,
 the default: no log) has one line per response: client, time, request line,
 status, bytes, microseconds.  An application's exception (answered 500 if
 nothing was sent yet) is logged at ERROR, with its traceback, on the
-``lwp.wsgi`` logger.  Both are written by a green thread of their own through
-:func:`lwp.blocking`, in the order they happened, so a slow log (stderr into
-a full pipe, a handler that sends over the network) never holds an LWP or a
-request; if it falls more than 10,000 entries behind, entries are dropped and
-their number logged.  The error records carry the formatted traceback
-(``exc_text``), not ``exc_info``: a waiting record keeps no frames alive.
+``lwp.wsgi`` logger.  ``wsgi.errors`` is a text stream (``write``,
+``writelines``, ``flush``) to ``sys.stderr`` as it is at each write, or to the
+file-like ``errors`` given to :class:`WSGIServer`.  All three are written by
+the server's log writer (see :mod:`lwp.server`: a green thread that writes
+through :func:`lwp.blocking`, in the order things happened, a request's
+error and ``wsgi.errors`` text before its access line), so a slow log
+(stderr into a full pipe, a handler that sends over the network) never holds
+an LWP or a request.  ``wsgi.errors.flush()`` returns at once for that
+reason: the writer flushes the stream after each batch.  If the log falls
+more than 10,000 entries behind, entries are dropped and their number
+written to the destination that lost them.  The error records carry the
+formatted traceback (``exc_text``), not ``exc_info``: a waiting record keeps
+no frames alive.
 A failed TLS handshake is logged at INFO on ``lwp.server``.
 
 Command line::
@@ -81,21 +88,16 @@ import re
 import signal
 import sys
 import time
-from _thread import allocate_lock
 from collections import deque
 from email.utils import formatdate
-from itertools import groupby
 from stat import S_ISREG
-from traceback import TracebackException
 from urllib.parse import unquote_to_bytes
 
 import httptools
 
-from ._core import park
-from ._core.activation import blocking
 from ._core.exceptions import Cancelled
 from ._core.preempt import user_code_entry
-from ._core.scheduler import spawn
+from ._logwriter import LogStream
 from .server import StreamServer, serve_processes
 
 __all__ = ["WSGIServer", "FileWrapper", "serve", "server_ssl_context", "main"]
@@ -112,8 +114,6 @@ RECV_SIZE = 65536
 LINGER_SECONDS = 1.0        # after an error response, read what the client still sends
 LINGER_BYTES = 1 << 20
 DRAIN_BYTES = 1 << 16       # unread request body we read and discard to keep the connection
-LOG_BACKLOG = 10000         # access lines and error records waiting for a slow log, at most
-LOG_CLOSE_TIMEOUT = 10.0    # seconds stop() lets the log writer finish before giving up on it
 
 
 class HTTPError(Exception):
@@ -272,7 +272,7 @@ class _Connection:
             "REMOTE_PORT": str(remote[1]),
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": server.url_scheme,
-            "wsgi.errors": sys.stderr,
+            "wsgi.errors": server._errors,
             "wsgi.multithread": True,
             "wsgi.multiprocess": server.multiprocess,
             "wsgi.run_once": False,
@@ -480,7 +480,8 @@ class _Connection:
             self.sock.sendall(head + body)
         except OSError:
             return
-        self.server._log(self.addr, None, err.status, len(body), 0)
+        self.server._log(self.addr, None, None,
+                         f"{err.status} {REASONS.get(err.status, 'Error')}", [], len(body), 0.0)
         if keep_reading:
             _linger(self.sock)
 
@@ -524,8 +525,8 @@ class _Connection:
                     self.refuse(HTTPError(400, "incomplete request body"), keep_reading=False)
                 return False
             # The application's own error, a ConnectionError from its database included.
-            s._logs.error("lwp.wsgi: application error on %s %s", req.method.decode("latin-1"),
-                          req.url.decode("latin-1"))
+            s._error("lwp.wsgi: application error on %s %s", req.method.decode("latin-1"),
+                     req.url.decode("latin-1"))
             if not state.sent:
                 self.refuse(HTTPError(500, ""), keep_reading=False)
             return False
@@ -535,8 +536,9 @@ class _Connection:
                 try:
                     close()
                 except Exception:
-                    s._logs.error("lwp.wsgi: error closing the application's iterable")
-        s._log(self.addr, req, state.status_code, state.body_bytes, (time.monotonic() - t0) * 1e6)
+                    s._error("lwp.wsgi: error closing the application's iterable")
+        s._log(self.addr, req, env, state.status, state.headers, state.body_bytes,
+               time.monotonic() - t0)
         if not (state.keep_alive and req.keep_alive):
             return False
         return self.discard_body(req)
@@ -837,8 +839,9 @@ class WSGIServer:
     ``max_header_block`` (65536), ``max_body`` (16 MiB), ``header_timeout``
     (10 s), ``keepalive_timeout`` (5 s), ``io_timeout`` (30 s).  Others:
     ``access_log`` (None, a file or a Logger), ``backlog``, ``reuse_port``,
-    ``multiprocess`` (the ``wsgi.multiprocess`` flag).  TLS: ``ssl_context``
-    (a server-side :class:`ssl.SSLContext`; ``wsgi.url_scheme`` is then
+    ``multiprocess`` (the ``wsgi.multiprocess`` flag), ``errors`` (where
+    ``wsgi.errors`` text goes: a text file-like, or None for ``sys.stderr``).
+    TLS: ``ssl_context`` (a server-side :class:`ssl.SSLContext`; ``wsgi.url_scheme`` is then
     ``"https"``) and ``handshake_timeout`` (10 s), as in
     :class:`lwp.server.StreamServer`; :func:`server_ssl_context` makes one
     from certificate files.
@@ -848,7 +851,9 @@ class WSGIServer:
                  max_headers=100, max_header_block=65536, max_body=16 << 20, header_timeout=10.0,
                  keepalive_timeout=5.0, io_timeout=30.0, access_log=None, backlog=1024,
                  reuse_port=False, multiprocess=False, ssl_context=None, handshake_timeout=10.0,
-                 name="wsgi"):
+                 errors=None, name="wsgi"):
+        if errors is not None and not callable(getattr(errors, "write", None)):
+            raise TypeError(f"errors must be None or a file-like with write(), got {errors!r}")
         self.app = app
         self.max_line = max_line
         self.max_field = max_field
@@ -868,7 +873,8 @@ class WSGIServer:
                                     plaintext=self._plain_http, name=name)
         self.server_name = "localhost"
         self.server_port = "0"
-        self._logs = None  # the log writer, while the server runs
+        self.errors = errors
+        self._errors = None  # wsgi.errors, from start()
 
     @property
     def address(self):
@@ -876,7 +882,7 @@ class WSGIServer:
 
     def start(self):
         self._stream.start()
-        self._logs = _LogWriter(self.access_log, self._stream.name)
+        self._errors = LogStream(self._stream._logs, self.errors)
         addr = self._stream.address
         if isinstance(addr, tuple):
             self.server_name, self.server_port = str(addr[0]), str(addr[1])
@@ -888,13 +894,9 @@ class WSGIServer:
         self._stream.serve_forever()
 
     def stop(self, timeout=None):
-        """Stop accepting, close idle keep-alive connections, let requests finish (see
-        StreamServer.stop); then write out the access log."""
-        try:
-            return self._stream.stop(timeout)
-        finally:
-            if self._logs is not None:
-                self._logs.close(LOG_CLOSE_TIMEOUT)
+        """Stop accepting, close idle keep-alive connections, let requests finish; then
+        write out the logs (see :meth:`lwp.server.StreamServer.stop`)."""
+        return self._stream.stop(timeout)
 
     def stats(self):
         return self._stream.stats()
@@ -924,166 +926,31 @@ class WSGIServer:
         _Connection(self, sock, addr).refuse(
             HTTPError(400, "The plain HTTP request was sent to the HTTPS port"))
 
-    def _log(self, addr, req, status, nbytes, micros):
+    def _error(self, msg, *args):
+        """Queue ``msg % args`` at ERROR on ``lwp.wsgi`` with the exception being handled
+        (what ``log.exception`` writes, written by the log writer)."""
+        self._stream._logs.log(log, logging.ERROR, msg, *args, exc_info=True)
+
+    def _log(self, addr, req, env, status, headers, nbytes, seconds):
+        """Queue the access log's line for a response: ``env`` is its environ, or None (and
+        ``req`` perhaps too) for a refusal of the server's own."""
         if self.access_log is None:
             return
+        try:
+            msg, args = self._access_message(addr, req, env, status, headers, nbytes, seconds)
+        except Exception:  # a format or an environ the application spoiled: say so, go on
+            self._error("lwp.wsgi: cannot make the access log line for a %s response", status)
+            return
+        self._stream._logs.line(self.access_log, msg, args)
+
+    def _access_message(self, addr, req, env, status, headers, nbytes, seconds):
+        """The access line as ``(msg, args)`` for ``msg % args``: lwp's format here."""
         client = addr[0] if isinstance(addr, tuple) else "-"
         when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
         line = "-" if req is None else (
             f"{req.method.decode('latin-1')} {req.url.decode('latin-1')} HTTP/{req.version}")
-        self._logs.line(f'{client} - - [{when}] "{line}" {status} {nbytes} {int(micros)}us')
-
-
-class _LogWriter:
-    """The server's log writer: a green thread that writes the access log's lines and the
-    application errors' records, in the order they came, in batches through
-    :func:`lwp.blocking`.
-
-    So a slow or stuck destination (stderr into a full pipe, a file on a slow
-    disk, a logging handler that sends over the network) holds an activation
-    thread, never an LWP, nor the request whose line or traceback it is.  At
-    most ``LOG_BACKLOG`` entries wait; beyond that they are dropped and
-    counted, and the counts are logged once the writer catches up: a log that
-    cannot keep up must not grow memory without bound.  One queue keeps the
-    order: a request's error comes before its access line, and a connection's
-    requests in turn.
-    """
-
-    def __init__(self, access, name):
-        self.access = access      # the access log: a file-like, a Logger, or None
-        self._lock = allocate_lock()
-        self._entries = []        # access lines (str) and errors (LogRecord, TracebackException)
-        self._dropped_lines = 0
-        self._dropped_errors = 0
-        self._waiter = None       # the writer, parked until there are entries
-        self._closed = False
-        self._thread = spawn(self._run, name=f"{name}-log")
-
-    def line(self, text):
-        """Queue a line of the access log."""
-        self._put(text, True)
-
-    def error(self, msg, *args):
-        """Queue ``msg % args`` at ERROR on the ``lwp.wsgi`` logger, with the exception being
-        handled: what ``log.exception`` writes, from the writer.
-
-        The record is made here, in the request's green thread (a LogRecord made
-        in an activation thread would register a dummy Thread for good).  The
-        traceback is kept as a :class:`traceback.TracebackException` without
-        its source lines, which the writer reads when it formats it into
-        ``exc_text``: a waiting error must not keep the request's frames (its
-        environ, its body) alive, nor read source files on an LWP.  So the
-        record has ``exc_text`` and no ``exc_info``.
-        """
-        if log.isEnabledFor(logging.ERROR):
-            self._put(_error_entry(msg, args, sys.exc_info()), False)
-
-    def _put(self, entry, is_line):
-        with self._lock:
-            if len(self._entries) >= LOG_BACKLOG:
-                if is_line:
-                    self._dropped_lines += 1
-                else:
-                    self._dropped_errors += 1
-                return
-            self._entries.append(entry)
-            w, self._waiter = self._waiter, None
-        if w is not None:
-            w.wake(None)
-
-    def close(self, timeout=None):
-        """Write what waits, then end the writer.
-
-        A destination still stuck after ``timeout`` seconds is given up on:
-        the writer is cancelled (its write goes on in an activation thread
-        until the destination takes it), what still waits is dropped, and a
-        warning says how much, written the same way so that it cannot hold
-        the caller either (at ERROR, as the other drop notes).
-        """
-        with self._lock:
-            self._closed = True
-            w, self._waiter = self._waiter, None
-        if w is not None:
-            w.wake(None)
-        if self._thread is park.current():
-            return
-        try:
-            self._thread.join(timeout)
-        except TimeoutError:
-            self._thread.cancel()
-            with self._lock:
-                lost, self._entries = len(self._entries), []
-            note = _error_entry("lwp.wsgi: the log did not take its last entries within "
-                                "%s s; %d more dropped", (timeout, lost), None)
-            spawn(blocking, _handle_errors, [note], name="lwp.wsgi-log-note")
-
-    def _run(self):
-        while True:
-            with self._lock:
-                entries, self._entries = self._entries, []
-                lines, self._dropped_lines = self._dropped_lines, 0
-                errors, self._dropped_errors = self._dropped_errors, 0
-                if not (entries or lines or errors):
-                    if self._closed:
-                        return
-                    w = self._waiter = park.waiter()
-            if not (entries or lines or errors):
-                w.wait()
-                continue
-            if lines:
-                entries.append(f"lwp.wsgi: {lines} access log lines dropped "
-                               f"(the log is slower than the requests)")
-            if errors:
-                entries.append(_error_entry("lwp.wsgi: %d application error reports dropped "
-                                            "(the log is slower than the errors)", (errors,), None))
-            for is_line, batch in groupby(entries, key=lambda e: type(e) is str):
-                batch = list(batch)
-                if not is_line:
-                    blocking(_handle_errors, batch)
-                    continue
-                try:
-                    self._write_lines(batch)
-                except Exception:  # a full disk, a closed or broken file: say so, go on
-                    blocking(_handle_errors, [_error_entry(
-                        "lwp.wsgi: the access log failed to write %d lines", (len(batch),),
-                        sys.exc_info())])
-
-    def _write_lines(self, lines):
-        out = self.access
-        if not isinstance(out, logging.Logger):
-            blocking(self._write, lines)
-        elif out.isEnabledFor(logging.INFO):
-            # Made here, for the reason given in error().
-            records = [out.makeRecord(out.name, logging.INFO, __file__, 0, line, (), None)
-                       for line in lines]
-            blocking(self._handle, records)
-
-    def _handle(self, records):
-        for record in records:
-            self.access.handle(record)
-
-    def _write(self, lines):
-        out = self.access
-        out.write("\n".join(lines) + "\n")
-        out.flush()
-
-
-def _error_entry(msg, args, exc_info):
-    """A queued error: an ERROR record for ``lwp.wsgi`` and its traceback, not yet formatted."""
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, msg, args, None)
-    tb = None
-    if exc_info is not None and exc_info[0] is not None:
-        tb = TracebackException(*exc_info, lookup_lines=False)
-    return record, tb
-
-
-def _handle_errors(entries):
-    """Format the tracebacks and hand the records to ``lwp.wsgi``'s handlers (in an
-    activation thread: reading source lines and writing may block)."""
-    for record, tb in entries:
-        if tb is not None:
-            record.exc_text = "".join(tb.format()).rstrip("\n")
-        log.handle(record)
+        return (f'{client} - - [{when}] "{line}" {status[:3]} {nbytes} '
+                f'{int(seconds * 1e6)}us'), ()
 
 
 def server_ssl_context(certfile, keyfile=None, ca_certs=None):

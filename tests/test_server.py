@@ -206,6 +206,69 @@ def test_handler_exception_does_not_stop_the_server(caplog):
         srv.stop(T)
 
 
+class BlockingHandler(logging.Handler):
+    """A logging handler whose emit waits until released (a StreamHandler on a pipe
+    nobody reads)."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered = threading.Event()
+        self.unblock = threading.Event()
+        self.records = []
+
+    def emit(self, record):
+        self.entered.set()
+        assert self.unblock.wait(T), "the test never released the handler"
+        self.records.append(record)
+
+
+def test_a_blocking_log_handler_holds_no_connection():
+    """A handler's exception was logged on its LWP (log.exception): a logging handler that
+    blocked stalled every connection on that LWP.  One LWP and no monitor here, so nothing
+    else could serve them."""
+    def handler(conn, addr):
+        while data := conn.recv(65536):
+            if data == b"boom":
+                raise ValueError("boom (expected by the test)")
+            conn.sendall(data)
+
+    stuck = BlockingHandler()
+    logging.getLogger("lwp.server").addHandler(stuck)
+
+    def main():
+        srv = StreamServer(("127.0.0.1", 0), handler).start()
+
+        def talk():
+            served = 0
+            with client(srv.address) as a, client(srv.address) as b:
+                assert roundtrip(a) == b"ping"
+                b.sendall(b"boom")
+                assert stuck.entered.wait(T)  # the record's handler is stuck from now on
+                try:
+                    for i in range(10):
+                        assert roundtrip(a, b"m%d" % i) == b"m%d" % i
+                        served += 1
+                except TimeoutError:
+                    pass
+                stuck.unblock.set()
+            return served
+
+        try:
+            return lwp.blocking(talk)
+        finally:
+            srv.stop(T)
+
+    try:
+        served = lwp.run(main, lwps=1, monitor=False)
+    finally:
+        stuck.unblock.set()
+        logging.getLogger("lwp.server").removeHandler(stuck)
+    assert served == 10
+    [record] = stuck.records
+    assert record.getMessage().startswith("server: handler failed for ")
+    assert record.exc_info is None and "ValueError: boom" in record.exc_text
+
+
 class _FlakyListener:
     """Wraps the listener: the first accepts fail with EMFILE, then it recovers."""
 
@@ -427,14 +490,14 @@ def test_tls_handshake_failure_logged_once_and_server_goes_on(cert, caplog):
             wait_stat(srv, "tls_errors", 1)
             with tls_client(srv, cert) as c:
                 assert roundtrip(c) == b"ping"
-        records = [r for r in caplog.records if r.name == "lwp.server"]
-        assert len(records) == 1 and records[0].levelno == logging.INFO
-        assert "TLS handshake" in records[0].getMessage() and records[0].exc_info is None
-        assert len(calls) == 1  # the handler saw only the good client
-        wait_stat(srv, "busy", 0)
-        assert srv.stats()["handler_errors"] == 0
+            assert len(calls) == 1  # the handler saw only the good client
+            wait_stat(srv, "busy", 0)
+            assert srv.stats()["handler_errors"] == 0
     finally:
-        srv.stop(T)
+        srv.stop(T)  # the log writer has handed the record over
+    records = [r for r in caplog.records if r.name == "lwp.server"]
+    assert len(records) == 1 and records[0].levelno == logging.INFO
+    assert "TLS handshake" in records[0].getMessage() and records[0].exc_info is None
 
 
 def test_tls_stop_ends_a_pending_handshake_at_once(cert):

@@ -7,6 +7,7 @@ serves the next client.  The autouse leak check (conftest) checks fds.
 
 import json
 import logging
+import os
 import re
 import socket
 import ssl
@@ -20,6 +21,10 @@ from helpers import make_cert, wait_until
 from lwp.wsgi import WSGIServer, server_ssl_context
 
 T = 5.0
+# A child started in tmp_path imports lwp from this checkout, not from where it is installed.
+CHECKOUT_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+     *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
 def app(env, start_response):
@@ -66,6 +71,12 @@ def app(env, start_response):
     if path == "/inject":
         start_response("200 OK", [("X-Bad", "a\r\nSet-Cookie: evil=1")])
         return [b"no"]
+    if path == "/errors":  # text for the server's log, as Flask writes its errors
+        env["wsgi.errors"].write("note from the application\n")
+        env["wsgi.errors"].writelines(["second ", "note\n"])
+        env["wsgi.errors"].flush()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"noted"]
     if path == "/write":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"written;")
@@ -307,10 +318,12 @@ class StuckLog:
         import threading
 
         self.release = threading.Event()
+        self.entered = threading.Event()  # a write has begun
         self.lines = []
         self.first_write = None  # the lines of the write that was stuck
 
     def write(self, text):
+        self.entered.set()
         assert self.release.wait(T), "the test never released the log"
         if self.first_write is None:
             self.first_write = text.splitlines()
@@ -341,19 +354,87 @@ def test_a_stuck_access_log_holds_no_request():
     assert len(out.lines) == 20 and all('"GET / HTTP/1.1" 200 5' in x for x in out.lines)
 
 
+def test_wsgi_errors_with_a_stuck_stderr_holds_no_request(monkeypatch):
+    """wsgi.errors was sys.stderr itself: an application's write to it, stderr a full pipe,
+    blocked the LWP and every connection on it.  One LWP and no monitor here, so nothing
+    else could serve them."""
+    import lwp
+
+    stderr = StuckLog()
+    monkeypatch.setattr(sys, "stderr", stderr)
+
+    def main():
+        srv = WSGIServer(("127.0.0.1", 0), app).start()
+
+        def talk():
+            served = 0
+            with connect(srv) as a, connect(srv) as b:
+                ra, rb = Reader(a), Reader(b)
+                b.sendall(b"GET /errors HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert stderr.entered.wait(T)  # the write to stderr is stuck from now on
+                try:
+                    for _ in range(10):
+                        a.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                        assert ra.response()[2] == b"hello"
+                        served += 1
+                    noted = rb.response()[2]
+                except TimeoutError:
+                    noted = None
+                stderr.release.set()
+                ra.f.close()
+                rb.f.close()
+            return served, noted
+
+        try:
+            return lwp.blocking(talk)
+        finally:
+            srv.stop(T)
+
+    try:
+        assert lwp.run(main, lwps=1, monitor=False) == (10, b"noted")
+    finally:
+        stderr.release.set()
+    assert stderr.lines == ["note from the application", "second note"]
+
+
+def test_errors_must_be_a_file():
+    with pytest.raises(TypeError, match="errors must be None or a file-like"):
+        WSGIServer(("127.0.0.1", 0), app, errors="stderr")
+
+
+def test_wsgi_errors_is_a_text_stream(server, monkeypatch):
+    """PEP 3333: text only; bytes are refused with the exception a text file raises."""
+    import io
+
+    seen = []
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+
+    def check(env, start_response):
+        try:
+            env["wsgi.errors"].write(b"bytes")
+        except TypeError as e:
+            seen.append(str(e))
+        start_response("200 OK", [])
+        return [b""]
+
+    server.app = check
+    assert exchange(server, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")[0][0] == 200
+    assert seen == ["write() argument must be str, not bytes"]
+
+
 def test_stop_gives_up_on_a_log_that_stays_stuck(monkeypatch, caplog):
     """stop() waited for the log writer for ever: a stderr nobody reads held the
     server's shutdown (python -m lwp.wsgi on SIGTERM) for good."""
     import threading
 
-    import lwp.wsgi
+    import lwp._logwriter
 
-    monkeypatch.setattr(lwp.wsgi, "LOG_CLOSE_TIMEOUT", 0.2)
+    monkeypatch.setattr(lwp._logwriter, "CLOSE_TIMEOUT", 0.2)
     out = StuckLog()
     srv = WSGIServer(("127.0.0.1", 0), app, access_log=out).start()
     try:
         hello_requests(srv, 3)
-        with caplog.at_level(logging.ERROR, logger="lwp.wsgi"):
+        with caplog.at_level(logging.ERROR, logger="lwp.server"):
             stopper = threading.Thread(target=srv.stop, args=(T,))
             stopper.start()
             stopper.join(T)
@@ -366,9 +447,9 @@ def test_stop_gives_up_on_a_log_that_stays_stuck(monkeypatch, caplog):
 
 
 def test_access_log_drops_and_counts_lines_beyond_its_backlog(monkeypatch):
-    import lwp.wsgi
+    import lwp._logwriter
 
-    monkeypatch.setattr(lwp.wsgi, "LOG_BACKLOG", 5)
+    monkeypatch.setattr(lwp._logwriter, "BACKLOG", 5)
     out = StuckLog()
     srv = WSGIServer(("127.0.0.1", 0), app, access_log=out).start()
     try:
@@ -377,7 +458,7 @@ def test_access_log_drops_and_counts_lines_beyond_its_backlog(monkeypatch):
     finally:
         srv.stop(T)
     kept = [x for x in out.lines if '"GET / HTTP/1.1" 200' in x]
-    notes = [x for x in out.lines if "access log lines dropped" in x]
+    notes = [x for x in out.lines if "log entries dropped" in x]
     # The writer took what had come before it first ran (one line or more, as the
     # scheduler had it; the backlog full and a drop note too, on a slow run) and stuck
     # writing it; behind it, at most the backlog waited.
@@ -399,7 +480,7 @@ def test_access_log_to_a_logger(caplog):
 
 def test_access_log_off_by_default(server, capsys):
     hello_requests(server, 2)
-    assert server._logs.access is None
+    assert server.access_log is None
     assert capsys.readouterr() == ("", "")
 
 
@@ -591,9 +672,9 @@ def test_application_error_with_a_stuck_stderr_is_still_answered():
 
 
 def test_error_reports_beyond_the_backlog_are_dropped_and_counted(monkeypatch):
-    import lwp.wsgi
+    import lwp._logwriter
 
-    monkeypatch.setattr(lwp.wsgi, "LOG_BACKLOG", 2)
+    monkeypatch.setattr(lwp._logwriter, "BACKLOG", 2)
     stderr = StuckStderr()
     srv = WSGIServer(("127.0.0.1", 0), app).start()
     try:
@@ -604,7 +685,7 @@ def test_error_reports_beyond_the_backlog_are_dropped_and_counted(monkeypatch):
         srv.stop(T)
         text = stderr.text()
     kept = text.count("RuntimeError: application failure")
-    dropped = re.findall(r"lwp.wsgi: (\d+) application error reports dropped", text)
+    dropped = re.findall(r"wsgi: (\d+) log entries dropped", text)
     assert len(dropped) == 1 and kept + int(dropped[0]) == 6 and kept < 6
 
 
@@ -727,7 +808,7 @@ def test_command_line(tmp_path):
     (tmp_path / "cliapp.py").write_text(
         "def app(env, sr):\n    sr('200 OK', [('Content-Length', '2')])\n    return [b'ok']\n")
     proc = subprocess.Popen([sys.executable, "-m", "lwp.wsgi", "cliapp:app", "--port", "0",
-                             "--lwps", "1", "--access-log", "-"], cwd=tmp_path,
+                             "--lwps", "1", "--access-log", "-"], cwd=tmp_path, env=CHECKOUT_ENV,
                             stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()
@@ -775,14 +856,17 @@ def test_command_line_shows_the_traceback_of_an_app_that_fails_to_import(tmp_pat
 
 
 def run_gunicorn(tmp_path, *options, connect=None):
-    """Run gunicorn with lwp's worker on a one-line app; two pipelined requests through
-    ``connect(port)`` (a plain connection by default) must get the app's answer."""
+    """Run gunicorn with lwp's worker on a one-line app (that also writes a line to
+    wsgi.errors); two pipelined requests through ``connect(port)`` (a plain connection by
+    default) must get the app's answer.  Returns gunicorn's stderr after its start."""
     pytest.importorskip("gunicorn")
     (tmp_path / "gapp.py").write_text(
-        "def app(env, sr):\n    sr('200 OK', [('Content-Length', '7')])\n    return [b'gunicrn']\n")
+        "def app(env, sr):\n    env['wsgi.errors'].write('gapp was here\\n')\n"
+        "    sr('200 OK', [('Content-Length', '7')])\n    return [b'gunicrn']\n")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "lwp.wsgi_gunicorn.LwpWorker",
                              "-b", "127.0.0.1:0", "--workers", "1", "--graceful-timeout", "60",
-                             *options, "gapp:app"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+                             *options, "gapp:app"], cwd=tmp_path, env=CHECKOUT_ENV,
+                            stderr=subprocess.PIPE, text=True)
     try:
         port = None
         deadline = time.monotonic() + 30
@@ -810,12 +894,18 @@ def run_gunicorn(tmp_path, *options, connect=None):
         proc.terminate()
         # The worker acts on the master's SIGTERM (it used to sit out the whole
         # graceful timeout, 60 s here, blocked in a join that SA_RESTART kept going).
-        proc.communicate(timeout=20)
+        err = proc.communicate(timeout=20)[1]
     assert proc.returncode == 0
+    return err
 
 
 def test_gunicorn_worker_class(tmp_path):
     run_gunicorn(tmp_path)
+
+
+def test_gunicorn_wsgi_errors_go_to_the_error_log(tmp_path):
+    """As with gunicorn's own workers: the error log's streams (here stderr, its default)."""
+    assert run_gunicorn(tmp_path).count("gapp was here\n") >= 2
 
 
 def test_gunicorn_access_log(tmp_path):
@@ -823,6 +913,18 @@ def test_gunicorn_access_log(tmp_path):
     run_gunicorn(tmp_path, "--access-logfile", str(log))
     lines = log.read_text().splitlines()
     assert len(lines) >= 2 and all('"GET / HTTP/1.1" 200 7' in x for x in lines)
+
+
+def test_gunicorn_access_logformat(tmp_path):
+    """--access-logformat was ignored: the lines were in lwp's format."""
+    log = tmp_path / "access.log"
+    run_gunicorn(tmp_path, "--access-logfile", str(log), "--access-logformat",
+                 "%(r)s|%(m)s|%(U)s|%(q)s|%(s)s|%(B)s|%(b)s|%({host}i)s|%({content-length}o)s"
+                 "|%({missing}i)s|%({RAW_URI}e)s|%(h)s|%(D)s|%(p)s")
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 2 and all(
+        re.fullmatch(r"GET / HTTP/1.1\|GET\|/\|\|200\|7\|7\|t\|7\|-\|/\|127.0.0.1\|\d+\|<\d+>", x)
+        for x in lines), lines
 
 
 # -- PEP 3333 and HTTP details a WSGI server owes its users ------------------------------------
@@ -1036,7 +1138,7 @@ def test_processes_share_the_port(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "lwp.wsgi", "pidapp:app", "--port", str(port),
-                             "--lwps", "1", "--processes", "2"], cwd=tmp_path,
+                             "--lwps", "1", "--processes", "2"], cwd=tmp_path, env=CHECKOUT_ENV,
                             stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(2):
@@ -1109,9 +1211,9 @@ def test_https_silent_client_dropped_others_served(cert, caplog):
             assert silent.recv(10) == b""
             silent.close()
             wait_until(lambda: srv.stats()["tls_errors"] == 1, T)
-        assert [r.levelno for r in caplog.records] == [logging.INFO]
     finally:
-        srv.stop(T)
+        srv.stop(T)  # the log writer has handed the record over
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
 
 
 def test_https_client_certificates(cert, tmp_path):
@@ -1140,7 +1242,7 @@ def test_https_command_line(tmp_path, cert):
     proc = subprocess.Popen([sys.executable, "-m", "lwp.wsgi", "cliapp:app", "--port", "0",
                              "--lwps", "1", "--certfile", cert[0], "--keyfile", cert[1],
                              "--monkey"],  # the context is made before the patching
-                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=CHECKOUT_ENV, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()
         assert "serving cliapp:app on https://127.0.0.1:" in line
@@ -1199,15 +1301,15 @@ def test_a_broken_access_log_is_reported_and_the_server_goes_on(caplog, error):
 
     srv = WSGIServer(("127.0.0.1", 0), app, access_log=Broken()).start()
     try:
-        with caplog.at_level(logging.ERROR, logger="lwp.wsgi"):
+        with caplog.at_level(logging.ERROR, logger="lwp.server"):
             hello_requests(srv, 3)
             wait_until(lambda: caplog.records, T)
             hello_requests(srv, 1)
     finally:
         srv.stop(T)  # the writer still ends (it used to die at the first failure)
     assert all(f"{error.__name__}: broken log" in r.exc_text
-               for r in caplog.records if r.name == "lwp.wsgi")
-    assert len([r for r in caplog.records if r.name == "lwp.wsgi"]) >= 2
+               for r in caplog.records if r.name == "lwp.server")
+    assert len([r for r in caplog.records if r.name == "lwp.server"]) >= 2
 
 
 def test_https_plain_http_client_gets_400_in_the_clear(cert, caplog):
@@ -1218,6 +1320,7 @@ def test_https_plain_http_client_gets_400_in_the_clear(cert, caplog):
             assert (status, headers["connection"], closed) == (400, "close", True)
             assert b"plain HTTP request was sent to the HTTPS port" in body
             wait_until(lambda: srv.stats()["tls_errors"] == 1, T)
+            wait_until(lambda: [r for r in caplog.records if r.name == "lwp.server"], T)
         assert [r.levelno for r in caplog.records if r.name == "lwp.server"] == [logging.INFO]
         with tls_connect(srv.address[1], cert) as c:  # TLS clients are served next
             c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")

@@ -1,0 +1,213 @@
+"""The log writer of lwp's servers: log output written off the LWPs.
+
+A server's green threads produce log output (an access line per response,
+an application's traceback, text an application writes to ``wsgi.errors``,
+a failed TLS handshake).  Written where it is produced, a slow or stuck
+destination (stderr into a full pipe, a file on a slow disk, a logging
+handler that sends over the network) would hold that LWP and every
+connection on it.  So the output is queued on the server's
+:class:`LogWriter`, a green thread that writes it, in the order it came, in
+batches through :func:`lwp.blocking`: a stuck destination holds an
+activation thread, never an LWP nor the request whose output it is.
+"""
+
+import logging
+import sys
+from _thread import allocate_lock
+from collections.abc import Mapping
+from itertools import groupby
+from traceback import TracebackException
+
+from ._core import park
+from ._core.activation import blocking
+from ._core.scheduler import spawn
+
+BACKLOG = 10000          # entries waiting for a slow log, at most
+CLOSE_TIMEOUT = 10.0     # seconds a server's stop() lets its writer finish before giving up
+
+
+class LogWriter:
+    """A green thread that writes queued log entries in order, in batches, through
+    :func:`lwp.blocking`.
+
+    An entry is text for a file-like (written and flushed with the text next
+    to it for the same file) or a :class:`logging.LogRecord` for a logger
+    (handed to its handlers).  One queue keeps the order of everything put on
+    it, from any green thread of any LWP.  At most ``BACKLOG`` entries wait;
+    beyond that they are dropped and counted per destination, and each
+    destination is told its count once the writer catches up: a log that
+    cannot keep up must not grow memory without bound.  ``name`` prefixes
+    the writer's own notes, which go to ``logger``.
+    """
+
+    def __init__(self, name, logger):
+        self.name = name
+        self.logger = logger
+        self._lock = allocate_lock()
+        self._entries = []        # (destination, text or (LogRecord, TracebackException))
+        self._dropped = {}        # id(destination) -> [destination, count]
+        self._waiter = None       # the writer, parked until there are entries
+        self._closed = False
+        self._thread = spawn(self._run, name=f"{name}-log")
+
+    def text(self, stream, text):
+        """Queue ``text`` for the file-like ``stream``."""
+        self._put(stream, text)
+
+    def line(self, dest, msg, args=()):
+        """Queue a line of an access log ``dest``: ``msg % args`` and a newline for a
+        file-like; an INFO record of ``msg`` and ``args`` for a :class:`logging.Logger`
+        (``args`` a tuple, or a mapping as for ``logger.info(msg, mapping)``)."""
+        if not isinstance(dest, logging.Logger):
+            self._put(dest, (msg % args if args else msg) + "\n")
+        elif dest.isEnabledFor(logging.INFO):
+            # The record is made by the writer, out of the request's time (most of the cost
+            # of a line); a line waits as (msg, args), a record as (record, traceback).
+            self._put(dest, (msg, (args,) if isinstance(args, Mapping) else args))
+
+    def log(self, logger, level, msg, *args, exc_info=False):
+        """Queue what ``logger.log(level, msg, *args, exc_info=exc_info)`` writes (with
+        ``exc_info=True``, the exception being handled).
+
+        The record is made here, in the caller's green thread (a LogRecord
+        made in an activation thread would register a dummy Thread for good).
+        The traceback is kept as a :class:`traceback.TracebackException`
+        without its source lines, which the writer reads when it formats it
+        into ``exc_text``: a waiting record must not keep the caller's frames
+        (a request's environ, its body) alive, nor read source files on an
+        LWP.  So the record has ``exc_text`` and no ``exc_info``.
+        """
+        if logger.isEnabledFor(level):
+            self._put(logger, _record(logger, level, msg, args,
+                                      sys.exc_info() if exc_info else None))
+
+    def _put(self, dest, entry):
+        with self._lock:
+            if len(self._entries) >= BACKLOG:
+                count = self._dropped.setdefault(id(dest), [dest, 0])
+                count[1] += 1
+                return
+            self._entries.append((dest, entry))
+            w, self._waiter = self._waiter, None
+        if w is not None:
+            w.wake(None)
+
+    def close(self, timeout=None):
+        """Write what waits, then end the writer.
+
+        A destination still stuck after ``timeout`` seconds is given up on:
+        the writer is cancelled (its write goes on in an activation thread
+        until the destination takes it), what still waits is dropped, and an
+        ERROR note on ``logger`` says how much, written the same way so that
+        it cannot hold the caller either.
+        """
+        with self._lock:
+            self._closed = True
+            w, self._waiter = self._waiter, None
+        if w is not None:
+            w.wake(None)
+        if self._thread is park.current():
+            return
+        try:
+            self._thread.join(timeout)
+        except TimeoutError:
+            self._thread.cancel()
+            with self._lock:
+                lost, self._entries = len(self._entries), []
+            note = _record(self.logger, logging.ERROR, "%s: the log did not take its last "
+                           "entries within %s s; %d more dropped", (self.name, timeout, lost), None)
+            spawn(blocking, _handle, self.logger, [note], name=f"{self.name}-log-note")
+
+    def _run(self):
+        while True:
+            with self._lock:
+                entries, self._entries = self._entries, []
+                dropped, self._dropped = self._dropped, {}
+                if not (entries or dropped):
+                    if self._closed:
+                        return
+                    w = self._waiter = park.waiter()
+            if not (entries or dropped):
+                w.wait()
+                continue
+            for dest, count in dropped.values():
+                entries.append((dest, self._drop_note(dest, count)))
+            for _, batch in groupby(entries, key=lambda e: id(e[0])):
+                batch = list(batch)
+                dest = batch[0][0]
+                if isinstance(dest, logging.Logger):
+                    blocking(_handle, dest, [_as_record(dest, entry) for _, entry in batch])
+                    continue
+                try:
+                    blocking(_write, dest, "".join(text for _, text in batch))
+                except Exception:  # a full disk, a closed or broken file: say so, go on
+                    blocking(_handle, self.logger, [_record(
+                        self.logger, logging.ERROR, "%s: the log %r failed to take %d entries",
+                        (self.name, dest, len(batch)), sys.exc_info())])
+
+    def _drop_note(self, dest, count):
+        msg = "%s: %d log entries dropped (the log is slower than the server)"
+        if isinstance(dest, logging.Logger):
+            return _record(dest, logging.ERROR, msg, (self.name, count), None)
+        return msg % (self.name, count) + "\n"
+
+
+class LogStream:
+    """A text file-like whose writes are queued on a :class:`LogWriter`, in order with the
+    rest of its entries, for ``dest`` (None: :data:`sys.stderr` as it is at each write).
+
+    ``flush()`` returns at once: the writer flushes ``dest`` after each batch,
+    and waiting for it would hold the caller on a stuck destination.
+    """
+
+    def __init__(self, writer, dest=None):
+        self._writer = writer
+        self._dest = dest
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if text:
+            self._writer.text(sys.stderr if self._dest is None else self._dest, text)
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        pass
+
+
+def _record(logger, level, msg, args, exc_info):
+    """A queued record for ``logger`` and its traceback, not yet formatted."""
+    record = logger.makeRecord(logger.name, level, __file__, 0, msg, args, None)
+    tb = None
+    if exc_info is not None and exc_info[0] is not None:
+        tb = TracebackException(*exc_info, lookup_lines=False)
+    return record, tb
+
+
+def _as_record(logger, entry):
+    """A queued record as it is, a queued access line made an INFO record (see line())."""
+    if isinstance(entry[0], str):
+        msg, args = entry
+        return logger.makeRecord(logger.name, logging.INFO, __file__, 0, msg, args, None), None
+    return entry
+
+
+def _handle(logger, entries):
+    """Format the tracebacks and hand the records to ``logger``'s handlers (in an
+    activation thread: reading source lines and writing may block)."""
+    for record, tb in entries:
+        if tb is not None:
+            record.exc_text = "".join(tb.format()).rstrip("\n")
+        logger.handle(record)
+
+
+def _write(stream, text):
+    stream.write(text)
+    stream.flush()
