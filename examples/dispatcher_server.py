@@ -38,6 +38,7 @@ import time
 import httptools
 
 import lwp
+from _cli import directory, non_negative_float, non_negative_int, port, positive_int
 from lwp.server import StreamServer
 
 # -- the demo site -----------------------------------------------------------------------------
@@ -237,18 +238,23 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed)")
-    p.add_argument("--workers", type=int, default=8, help="worker threads (default 8)")
-    p.add_argument("--root", help="directory to serve (default: a generated demo site)")
-    p.add_argument("--demo-site", type=int, default=24, metavar="N",
+    p.add_argument("--port", type=port, default=8080, help="0 picks a free port (printed)")
+    p.add_argument("--workers", type=positive_int, default=8, help="worker threads (default 8)")
+    p.add_argument("--root", type=directory,
+                   help="directory to serve (default: a generated demo site)")
+    p.add_argument("--demo-site", type=non_negative_int, default=24, metavar="N",
                    help="resources in the generated demo site (default 24)")
     p.add_argument("--cache", action="store_true", help="keep served files in memory")
-    p.add_argument("--cpu-ms", type=float, default=0.0, help="simulated CPU per request (ms)")
-    p.add_argument("--disk-ms", type=float, default=0.0, help="simulated disk per request (ms)")
-    p.add_argument("--latency-ms", type=float, default=0.0,
+    p.add_argument("--cpu-ms", type=non_negative_float, default=0.0,
+                   help="simulated CPU per request (ms)")
+    p.add_argument("--disk-ms", type=non_negative_float, default=0.0,
+                   help="simulated disk per request (ms)")
+    p.add_argument("--latency-ms", type=non_negative_float, default=0.0,
                    help="simulated wait per request that needs no CPU or disk (a back end, say)")
-    p.add_argument("--lwps", type=int, default=1, help="LWPs (default 1: one CPU, as in the model)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--lwps", type=positive_int, default=1,
+                   help="LWPs (default 1: one CPU, as in the model)")
+    p.add_argument("--duration", type=non_negative_float, default=None,
+                   help="stop after this many seconds")
     args = p.parse_args(argv)
 
     tmp = None
@@ -262,8 +268,8 @@ def main(argv=None):
         fs.start_workers()
         server = fs.server = StreamServer((args.host, args.port), fs.reader, name="dispatcher")
         server.start()
-        host, port = server.address[:2]
-        print(f"serving {root} on http://{host}:{port}/ with {args.workers} workers"
+        host, bound_port = server.address[:2]
+        print(f"serving {root} on http://{host}:{bound_port}/ with {args.workers} workers"
               f"{' and a cache' if args.cache else ''}", flush=True)
         t0 = time.monotonic()
         try:

@@ -24,6 +24,7 @@ import sys
 import time
 
 import lwp
+from _cli import non_negative_float, positive_int
 from lwp.server import StreamServer, cooperative_socket
 
 
@@ -92,11 +93,13 @@ def run(args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--servers", type=int, default=8, help="number of servers / calls (default 8)")
-    p.add_argument("--delay-ms", type=float, default=100.0, help="server time per call (default 100)")
+    p.add_argument("--servers", type=positive_int, default=8,
+                   help="number of servers / calls (default 8)")
+    p.add_argument("--delay-ms", type=non_negative_float, default=100.0,
+                   help="server time per call (default 100)")
     p.add_argument("--same-server", action="store_true",
                    help="send every call to one iterative server instead")
-    p.add_argument("--lwps", type=int, default=1)
+    p.add_argument("--lwps", type=positive_int, default=1, help="LWPs (default 1)")
     args = p.parse_args(argv)
     return lwp.run(run, args, lwps=args.lwps)
 

@@ -27,6 +27,7 @@ from urllib.parse import urljoin
 
 import lwp
 import lwp.monkey
+from _cli import http_url, positive_float, positive_int
 
 
 def make_cooperative():
@@ -84,12 +85,14 @@ def fetch(url, timeout):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("url", help="page to fetch, e.g. http://127.0.0.1:8080/")
-    p.add_argument("--concurrency", type=int, default=8, help="downloads at once (default 8)")
-    p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds")
+    p.add_argument("url", type=http_url, help="page to fetch, e.g. http://127.0.0.1:8080/")
+    p.add_argument("--concurrency", type=positive_int, default=8,
+                   help="downloads at once (default 8)")
+    p.add_argument("--timeout", type=positive_float, default=30.0,
+                   help="per-request timeout in seconds (default 30)")
     p.add_argument("--no-sequential", action="store_true",
                    help="skip the one-at-a-time comparison")
-    p.add_argument("--lwps", type=int, default=1)
+    p.add_argument("--lwps", type=positive_int, default=1, help="LWPs (default 1)")
     args = p.parse_args(argv)
     how = make_cooperative()
     return lwp.run(run, args, how, lwps=args.lwps)

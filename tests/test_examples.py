@@ -142,3 +142,57 @@ def test_rpc_fanout():
     assert re.search(r"sequential: 4 calls", out) and re.search(r"concurrent: 4 calls", out)
     assert re.search(r"speed-up [\d.]+x", out)
     assert "results agree" in out
+
+
+# -- bad command lines -----------------------------------------------------------------------------
+#
+# An argument error is an argparse error (status 2) before anything starts: no traceback, no hang.
+
+BAD = [
+    # web_client.py
+    ("web_client.py notaurl", 2, "argument url: not an http:// or https:// URL: 'notaurl'"),
+    ("web_client.py ftp://127.0.0.1/", 2, "argument url: not an http:// or https:// URL"),
+    ("web_client.py http://127.0.0.1:99999/", 2, "argument url: not a valid URL"),
+    ("web_client.py http://127.0.0.1:1/ --concurrency 0", 2,
+     "argument --concurrency: must be >= 1, got '0'"),
+    ("web_client.py http://127.0.0.1:1/ --timeout -1", 2,
+     "argument --timeout: must be > 0, got '-1'"),
+    ("web_client.py http://127.0.0.1:1/ --timeout nan", 2,
+     "argument --timeout: must be a finite number"),
+    ("web_client.py http://127.0.0.1:1/ --lwps 0", 2, "argument --lwps: must be >= 1, got '0'"),
+    # dispatcher_server.py
+    ("dispatcher_server.py --root /does/not/exist", 2,
+     "argument --root: not a directory: '/does/not/exist'"),
+    ("dispatcher_server.py --workers 0", 2, "argument --workers: must be >= 1, got '0'"),
+    ("dispatcher_server.py --demo-site -1", 2, "argument --demo-site: must be >= 0, got '-1'"),
+    ("dispatcher_server.py --port 99999", 2,
+     "argument --port: must be a port number from 0 to 65535"),
+    ("dispatcher_server.py --latency-ms -1", 2, "argument --latency-ms: must be >= 0, got '-1'"),
+    ("dispatcher_server.py --disk-ms -1", 2, "argument --disk-ms: must be >= 0, got '-1'"),
+    ("dispatcher_server.py --lwps -1", 2, "argument --lwps: must be >= 1, got '-1'"),
+    ("dispatcher_server.py --duration -1", 2, "argument --duration: must be >= 0, got '-1'"),
+    # throughput_model.py
+    ("throughput_model.py --threads abc", 2, "argument --threads: not a whole number: 'abc'"),
+    ("throughput_model.py --threads 1,", 2, "argument --threads: not a whole number: '' in '1,'"),
+    ("throughput_model.py --threads 0", 2, "argument --threads: must be >= 1, got '0'"),
+    ("throughput_model.py --requests 0", 2, "argument --requests: must be >= 1, got '0'"),
+    ("throughput_model.py --cpu-ms -5", 2, "argument --cpu-ms: must be >= 0, got '-5'"),
+    ("throughput_model.py --cpu-ms 0 --disk-ms 0", 2, "--cpu-ms and --disk-ms cannot both be 0"),
+    ("throughput_model.py --plot /does/not/exist/plot.png", 2,
+     "argument --plot: no such directory: '/does/not/exist'"),
+    # rpc_fanout.py
+    ("rpc_fanout.py --servers 0", 2, "argument --servers: must be >= 1, got '0'"),
+    ("rpc_fanout.py --delay-ms -3", 2, "argument --delay-ms: must be >= 0, got '-3'"),
+    ("rpc_fanout.py --lwps 0", 2, "argument --lwps: must be >= 1, got '0'"),
+]
+
+
+@pytest.mark.parametrize("command, status, message", BAD, ids=[c for c, _, _ in BAD])
+def test_bad_command_line(command, status, message):
+    name, *args = command.split()
+    r = subprocess.run([sys.executable, example(name), *args], capture_output=True, text=True,
+                       timeout=T, cwd=ROOT)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == status, r.stderr
+    assert message in r.stderr, r.stderr
+    assert r.stderr.startswith("usage: ") and r.stdout == ""  # refused before anything starts
