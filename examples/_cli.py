@@ -1,10 +1,14 @@
-"""Command-line checking shared by the examples: argparse argument types.
+"""Command-line checking shared by the examples: argument types and the one-line error.
 
 Each ``positive_int``, ``non_negative_float``, ... is an argparse ``type=``:
 it returns the converted value or raises ``argparse.ArgumentTypeError``, so a
 bad value is an argparse error (usage, ``error: argument --x: ...``, exit
 status 2) before anything starts.  Floats must be finite: ``nan`` and ``inf``
 are refused, since no count of milliseconds or seconds means either.
+
+``complain`` is for the failures a user causes at run time (a server that
+cannot be reached, a port in use): one line on stderr, as argparse writes its
+errors, and exit status 1 instead of a traceback.
 
 The examples import it as ``_cli``: ``python examples/NAME.py`` puts
 ``examples/`` first on ``sys.path``.
@@ -13,6 +17,7 @@ The examples import it as ``_cli``: ``python examples/NAME.py`` puts
 import argparse
 import math
 import os
+import sys
 from urllib.parse import urlsplit
 
 
@@ -95,3 +100,9 @@ def output_file(text):
     if not os.access(folder, os.W_OK):
         raise argparse.ArgumentTypeError(f"directory not writable: {folder!r}")
     return text
+
+
+def complain(message):
+    """Print ``PROG: message`` on stderr and return 1, the exit status: ``return complain(...)``."""
+    print(f"{os.path.basename(sys.argv[0])}: {message}", file=sys.stderr, flush=True)
+    return 1

@@ -23,7 +23,9 @@ of CPU (a busy loop: one CPU, shared) and Y ms of "disk" (a wait on a single
 simulated disk that serves one request at a time and needs no CPU); see
 ``examples/throughput_model.py``.  ``--cache`` keeps files in memory (a cache
 hit skips the disk).  On exit (Ctrl-C, SIGTERM or ``--duration``) it prints
-its statistics.  Only 127.0.0.1 is served unless ``--host`` says otherwise.
+its statistics.  Only 127.0.0.1 is served unless ``--host`` says otherwise;
+if it cannot listen there (a port in use, say) it says so on stderr and exits
+with status 1.
 """
 
 import argparse
@@ -38,7 +40,7 @@ import time
 import httptools
 
 import lwp
-from _cli import directory, non_negative_float, non_negative_int, port, positive_int
+from _cli import complain, directory, non_negative_float, non_negative_int, port, positive_int
 from lwp.server import StreamServer
 
 # -- the demo site -----------------------------------------------------------------------------
@@ -265,9 +267,12 @@ def main(argv=None):
 
     def run():
         fs = FileServer(root, args.workers, args.cache, args.cpu_ms, args.disk_ms, args.latency_ms)
-        fs.start_workers()
         server = fs.server = StreamServer((args.host, args.port), fs.reader, name="dispatcher")
-        server.start()
+        try:
+            server.start()  # binds and listens
+        except OSError as e:  # a port in use, a host that is not this machine's
+            return complain(f"cannot listen on {args.host}:{args.port}: {e}")
+        fs.start_workers()
         host, bound_port = server.address[:2]
         print(f"serving {root} on http://{host}:{bound_port}/ with {args.workers} workers"
               f"{' and a cache' if args.cache else ''}", flush=True)
@@ -283,19 +288,19 @@ def main(argv=None):
             server.stop(2.0)
             fs.stop_workers()
             fs.report(time.monotonic() - t0)
+        return 0
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        lwp.run(run, lwps=args.lwps)
+        return lwp.run(run, lwps=args.lwps)
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

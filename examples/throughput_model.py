@@ -27,7 +27,7 @@ import sys
 import time
 
 import lwp
-from _cli import non_negative_float, output_file, positive_int, positive_int_list
+from _cli import complain, non_negative_float, output_file, positive_int, positive_int_list
 from lwp.server import cooperative_socket
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -141,7 +141,10 @@ def main(argv=None):
         ax.set_ylabel("requests per second")
         ax.set_title(f"X = {args.cpu_ms} ms CPU, Y = {args.disk_ms} ms disk")
         ax.legend()
-        fig.savefig(args.plot)
+        try:
+            fig.savefig(args.plot)
+        except (OSError, ValueError) as e:  # a full disk, a file type matplotlib cannot write
+            return complain(f"cannot save the plot to {args.plot}: {e}")
         print(f"plot saved to {args.plot}")
     return 0
 
