@@ -6,6 +6,10 @@ bad value is an argparse error (usage, ``error: argument --x: ...``, exit
 status 2) before anything starts.  Floats must be finite: ``nan`` and ``inf``
 are refused, since no count of milliseconds or seconds means either.
 
+``check_open_files`` refuses, as an argparse error too, a run that would
+open more sockets than the limit of open files (``ulimit -n``) allows: past
+it, sockets fail one by one half-way through the run.
+
 ``complain`` is for the failures a user causes at run time (a server that
 cannot be reached, a port in use): one line on stderr, as argparse writes its
 errors, and exit status 1 instead of a traceback.
@@ -17,6 +21,7 @@ The examples import it as ``_cli``: ``python examples/NAME.py`` puts
 import argparse
 import math
 import os
+import resource
 import sys
 from urllib.parse import urlsplit
 
@@ -100,6 +105,19 @@ def output_file(text):
     if not os.access(folder, os.W_OK):
         raise argparse.ArgumentTypeError(f"directory not writable: {folder!r}")
     return text
+
+
+def check_open_files(parser, sockets, why):
+    """``parser.error`` unless ``sockets`` more file descriptors fit under the soft limit.
+
+    ``sockets`` is what the run holds at its peak; 32 more are counted for
+    Python, lwp and the standard streams.
+    """
+    need = sockets + 32
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit != resource.RLIM_INFINITY and need > limit:
+        parser.error(f"{why} needs about {need} open files, more than the limit of {limit} "
+                     f"(see ulimit -n)")
 
 
 def complain(message):

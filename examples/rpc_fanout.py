@@ -24,7 +24,7 @@ import sys
 import time
 
 import lwp
-from _cli import non_negative_float, positive_int
+from _cli import check_open_files, non_negative_float, positive_int
 from lwp.server import StreamServer, cooperative_socket
 
 
@@ -101,6 +101,10 @@ def main(argv=None):
                    help="send every call to one iterative server instead")
     p.add_argument("--lwps", type=positive_int, default=1, help="LWPs (default 1)")
     args = p.parse_args(argv)
+    # At the peak each call holds a client socket and, on a concurrent server, the server's
+    # side of it; each server a listening socket.  An iterative server accepts one at a time.
+    sockets = args.servers + 2 if args.same_server else 3 * args.servers
+    check_open_files(p, sockets, f"--servers {args.servers}")
     return lwp.run(run, args, lwps=args.lwps)
 
 

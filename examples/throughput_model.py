@@ -27,7 +27,8 @@ import sys
 import time
 
 import lwp
-from _cli import complain, non_negative_float, output_file, positive_int, positive_int_list
+from _cli import (check_open_files, complain, non_negative_float, output_file, positive_int,
+                  positive_int_list)
 from lwp.server import cooperative_socket
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -108,6 +109,8 @@ def main(argv=None):
     if args.cpu_ms == args.disk_ms == 0:
         p.error("--cpu-ms and --disk-ms cannot both be 0: a request that costs nothing "
                 "has no model")
+    # 2k connections: this process and the server each hold one socket per connection.
+    check_open_files(p, 2 * max(args.threads), f"--threads {max(args.threads)}")
     x, y = args.cpu_ms / 1000, args.disk_ms / 1000
 
     print(f"X = {args.cpu_ms} ms CPU, Y = {args.disk_ms} ms disk per request; one CPU, one disk")

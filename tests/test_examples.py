@@ -205,6 +205,10 @@ BAD = [
     ("rpc_fanout.py --servers 0", 2, "argument --servers: must be >= 1, got '0'"),
     ("rpc_fanout.py --delay-ms -3", 2, "argument --delay-ms: must be >= 0, got '-3'"),
     ("rpc_fanout.py --lwps 0", 2, "argument --lwps: must be >= 1, got '0'"),
+    ("rpc_fanout.py --servers 400", 2,  # run with ulimit -n 1024, see below
+     "--servers 400 needs about 1232 open files, more than the limit of 1024 (see ulimit -n)"),
+    ("throughput_model.py --threads 1,600", 2,
+     "--threads 600 needs about 1232 open files, more than the limit of 1024 (see ulimit -n)"),
 ]
 
 
@@ -259,8 +263,10 @@ def test_bad_command_line(command, status, message, tmp_path):
         if "{site}" in command:
             places["site"] = stack.enter_context(site())
         name, *args = command.format(**places).split()
-        r = subprocess.run([sys.executable, example(name), *args], capture_output=True, text=True,
-                           timeout=T, cwd=ROOT)
+        # The same limit of open files wherever the test runs: 1024, a common default.
+        r = subprocess.run(["sh", "-c", 'ulimit -n 1024 && exec "$@"', "sh", sys.executable,
+                            example(name), *args],
+                           capture_output=True, text=True, timeout=T, cwd=ROOT)
     assert "Traceback" not in r.stderr, r.stderr
     assert r.returncode == status, r.stderr
     assert message.format(**places) in r.stderr, r.stderr
