@@ -23,7 +23,9 @@ of CPU (a busy loop: one CPU, shared) and Y ms of "disk" (a wait on a single
 simulated disk that serves one request at a time and needs no CPU); see
 ``examples/throughput_model.py``.  ``--cache`` keeps files in memory (a cache
 hit skips the disk).  On exit (Ctrl-C, SIGTERM or ``--duration``) it prints
-its statistics.  Only 127.0.0.1 is served unless ``--host`` says otherwise.
+its statistics.  Only 127.0.0.1 is served unless ``--host`` says otherwise;
+if it cannot listen there (a port in use, say) it says so on stderr and exits
+with status 1.
 """
 
 import argparse
@@ -38,6 +40,7 @@ import time
 import httptools
 
 import lwp
+from _cli import complain, directory, non_negative_float, non_negative_int, port, positive_int
 from lwp.server import StreamServer
 
 # -- the demo site -----------------------------------------------------------------------------
@@ -237,18 +240,23 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed)")
-    p.add_argument("--workers", type=int, default=8, help="worker threads (default 8)")
-    p.add_argument("--root", help="directory to serve (default: a generated demo site)")
-    p.add_argument("--demo-site", type=int, default=24, metavar="N",
+    p.add_argument("--port", type=port, default=8080, help="0 picks a free port (printed)")
+    p.add_argument("--workers", type=positive_int, default=8, help="worker threads (default 8)")
+    p.add_argument("--root", type=directory,
+                   help="directory to serve (default: a generated demo site)")
+    p.add_argument("--demo-site", type=non_negative_int, default=24, metavar="N",
                    help="resources in the generated demo site (default 24)")
     p.add_argument("--cache", action="store_true", help="keep served files in memory")
-    p.add_argument("--cpu-ms", type=float, default=0.0, help="simulated CPU per request (ms)")
-    p.add_argument("--disk-ms", type=float, default=0.0, help="simulated disk per request (ms)")
-    p.add_argument("--latency-ms", type=float, default=0.0,
+    p.add_argument("--cpu-ms", type=non_negative_float, default=0.0,
+                   help="simulated CPU per request (ms)")
+    p.add_argument("--disk-ms", type=non_negative_float, default=0.0,
+                   help="simulated disk per request (ms)")
+    p.add_argument("--latency-ms", type=non_negative_float, default=0.0,
                    help="simulated wait per request that needs no CPU or disk (a back end, say)")
-    p.add_argument("--lwps", type=int, default=1, help="LWPs (default 1: one CPU, as in the model)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--lwps", type=positive_int, default=1,
+                   help="LWPs (default 1: one CPU, as in the model)")
+    p.add_argument("--duration", type=non_negative_float, default=None,
+                   help="stop after this many seconds")
     args = p.parse_args(argv)
 
     tmp = None
@@ -259,11 +267,14 @@ def main(argv=None):
 
     def run():
         fs = FileServer(root, args.workers, args.cache, args.cpu_ms, args.disk_ms, args.latency_ms)
-        fs.start_workers()
         server = fs.server = StreamServer((args.host, args.port), fs.reader, name="dispatcher")
-        server.start()
-        host, port = server.address[:2]
-        print(f"serving {root} on http://{host}:{port}/ with {args.workers} workers"
+        try:
+            server.start()  # binds and listens
+        except OSError as e:  # a port in use, a host that is not this machine's
+            return complain(f"cannot listen on {args.host}:{args.port}: {e}")
+        fs.start_workers()
+        host, bound_port = server.address[:2]
+        print(f"serving {root} on http://{host}:{bound_port}/ with {args.workers} workers"
               f"{' and a cache' if args.cache else ''}", flush=True)
         t0 = time.monotonic()
         try:
@@ -277,19 +288,19 @@ def main(argv=None):
             server.stop(2.0)
             fs.stop_workers()
             fs.report(time.monotonic() - t0)
+        return 0
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        lwp.run(run, lwps=args.lwps)
+        return lwp.run(run, lwps=args.lwps)
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import sys
 import time
 
 import lwp
+from _cli import check_open_files, non_negative_float, positive_int
 from lwp.server import StreamServer, cooperative_socket
 
 
@@ -92,12 +93,18 @@ def run(args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--servers", type=int, default=8, help="number of servers / calls (default 8)")
-    p.add_argument("--delay-ms", type=float, default=100.0, help="server time per call (default 100)")
+    p.add_argument("--servers", type=positive_int, default=8,
+                   help="number of servers / calls (default 8)")
+    p.add_argument("--delay-ms", type=non_negative_float, default=100.0,
+                   help="server time per call (default 100)")
     p.add_argument("--same-server", action="store_true",
                    help="send every call to one iterative server instead")
-    p.add_argument("--lwps", type=int, default=1)
+    p.add_argument("--lwps", type=positive_int, default=1, help="LWPs (default 1)")
     args = p.parse_args(argv)
+    # At the peak each call holds a client socket and, on a concurrent server, the server's
+    # side of it; each server a listening socket.  An iterative server accepts one at a time.
+    sockets = args.servers + 2 if args.same_server else 3 * args.servers
+    check_open_files(p, sockets, f"--servers {args.servers}")
     return lwp.run(run, args, lwps=args.lwps)
 
 

@@ -27,6 +27,8 @@ import sys
 import time
 
 import lwp
+from _cli import (check_open_files, complain, non_negative_float, output_file, positive_int,
+                  positive_int_list)
 from lwp.server import cooperative_socket
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -92,14 +94,23 @@ def load(port, connections, requests):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cpu-ms", type=float, default=5.0, help="X: CPU per request (ms)")
-    p.add_argument("--disk-ms", type=float, default=10.0, help="Y: disk per request (ms)")
-    p.add_argument("--threads", default="1,2,4,8", help="worker counts to try (default 1,2,4,8)")
-    p.add_argument("--requests", type=int, default=200, help="requests per measurement")
-    p.add_argument("--plot", default="throughput_model.png", help="where to save the plot")
+    p.add_argument("--cpu-ms", type=non_negative_float, default=5.0,
+                   help="X: CPU per request (ms)")
+    p.add_argument("--disk-ms", type=non_negative_float, default=10.0,
+                   help="Y: disk per request (ms)")
+    p.add_argument("--threads", type=positive_int_list, default=[1, 2, 4, 8],
+                   help="worker counts to try, comma-separated (default 1,2,4,8)")
+    p.add_argument("--requests", type=positive_int, default=200,
+                   help="requests per measurement (default 200)")
+    p.add_argument("--plot", type=output_file, default="throughput_model.png",
+                   help="where to save the plot (default throughput_model.png)")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)
-    ks = [int(k) for k in args.threads.split(",")]
+    if args.cpu_ms == args.disk_ms == 0:
+        p.error("--cpu-ms and --disk-ms cannot both be 0: a request that costs nothing "
+                "has no model")
+    # 2k connections: this process and the server each hold one socket per connection.
+    check_open_files(p, 2 * max(args.threads), f"--threads {max(args.threads)}")
     x, y = args.cpu_ms / 1000, args.disk_ms / 1000
 
     print(f"X = {args.cpu_ms} ms CPU, Y = {args.disk_ms} ms disk per request; one CPU, one disk")
@@ -107,7 +118,7 @@ def main(argv=None):
           f"1/max(X,Y) = {1 / max(x, y):.1f} req/s")
     print(f"{'threads':>7} {'measured':>10} {'model':>10}   bottleneck (req/s)")
     rows = []
-    for k in ks:
+    for k in args.threads:
         proc, port = start_server(k, args.cpu_ms, args.disk_ms)
         try:
             measured = lwp.run(load, port, max(2 * k, 2), args.requests, lwps=1)
@@ -133,7 +144,10 @@ def main(argv=None):
         ax.set_ylabel("requests per second")
         ax.set_title(f"X = {args.cpu_ms} ms CPU, Y = {args.disk_ms} ms disk")
         ax.legend()
-        fig.savefig(args.plot)
+        try:
+            fig.savefig(args.plot)
+        except (OSError, ValueError) as e:  # a full disk, a file type matplotlib cannot write
+            return complain(f"cannot save the plot to {args.plot}: {e}")
         print(f"plot saved to {args.plot}")
     return 0
 

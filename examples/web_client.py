@@ -9,7 +9,10 @@ network's latency.  At most ``--concurrency`` downloads run at once
 
 It fetches URL, finds the embedded images, scripts and stylesheets, downloads
 them concurrently with a progress line each, then downloads the same resources
-one at a time and prints a summary: bytes, time, and the speed-up.  Try it
+one at a time and prints a summary: bytes, time, and the speed-up.  A
+resource that cannot be fetched is reported on stderr and skipped, and the
+exit status is then 1; a page that cannot be fetched ends the run at once,
+with one line on stderr.  Try it
 against the dispatcher/worker server, with a simulated latency that makes
 the waiting visible::
 
@@ -20,13 +23,16 @@ Only local servers exist here: use 127.0.0.1 URLs.
 """
 
 import argparse
+import http.client
 import sys
 import time
+import urllib.error
 from html.parser import HTMLParser
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import lwp
 import lwp.monkey
+from _cli import complain, http_url, positive_float, positive_int
 
 
 def make_cooperative():
@@ -72,24 +78,39 @@ class ResourceFinder(HTMLParser):
             self.found.append(a["href"])
 
 
+class FetchError(Exception):
+    """A URL that could not be fetched; the message says which and why, in one line."""
+
+
 def fetch(url, timeout):
+    """GET ``url``: ``(body, seconds)``, or ``FetchError``."""
     import urllib.request
 
     t0 = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        data = r.read()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            data = r.read()
+    except urllib.error.HTTPError as e:
+        e.close()
+        raise FetchError(f"cannot fetch {url}: HTTP {e.code} {e.reason}") from None
+    except urllib.error.URLError as e:  # no connection: refused, unknown host, timed out
+        raise FetchError(f"cannot fetch {url}: {e.reason}") from None
+    except (OSError, http.client.HTTPException) as e:  # the reply broke off or made no sense
+        raise FetchError(f"cannot fetch {url}: {type(e).__name__}: {e}") from None
     return data, time.perf_counter() - t0
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("url", help="page to fetch, e.g. http://127.0.0.1:8080/")
-    p.add_argument("--concurrency", type=int, default=8, help="downloads at once (default 8)")
-    p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds")
+    p.add_argument("url", type=http_url, help="page to fetch, e.g. http://127.0.0.1:8080/")
+    p.add_argument("--concurrency", type=positive_int, default=8,
+                   help="downloads at once (default 8)")
+    p.add_argument("--timeout", type=positive_float, default=30.0,
+                   help="per-request timeout in seconds (default 30)")
     p.add_argument("--no-sequential", action="store_true",
                    help="skip the one-at-a-time comparison")
-    p.add_argument("--lwps", type=int, default=1)
+    p.add_argument("--lwps", type=positive_int, default=1, help="LWPs (default 1)")
     args = p.parse_args(argv)
     how = make_cooperative()
     return lwp.run(run, args, how, lwps=args.lwps)
@@ -97,10 +118,15 @@ def main(argv=None):
 
 def run(args, how):
     print(f"cooperative stdlib via {how}")
-    page, took = fetch(args.url, args.timeout)
+    try:
+        page, took = fetch(args.url, args.timeout)
+    except FetchError as e:
+        return complain(e)
     finder = ResourceFinder()
     finder.feed(page.decode("utf-8", "replace"))
-    urls = list(dict.fromkeys(urljoin(args.url, u) for u in finder.found))
+    # Only what is downloaded over HTTP: data: URIs and the like are not fetched.
+    urls = [u for u in dict.fromkeys(urljoin(args.url, u) for u in finder.found)
+            if urlsplit(u).scheme in ("http", "https")]
     print(f"page {args.url}: {len(page)} bytes in {took * 1000:.1f} ms; "
           f"{len(urls)} embedded resources")
 
@@ -112,9 +138,9 @@ def run(args, how):
         with gate:
             try:
                 data, dt = fetch(url, args.timeout)
-            except OSError as e:
-                failed.append((url, e))
-                print(f"  failed {url}: {e}", flush=True)
+            except FetchError as e:
+                failed.append(url)
+                complain(e)
                 return 0
         done.append(len(data))
         print(f"  [{len(done):3d}/{len(urls)}] {len(data):8d} B {dt * 1000:8.1f} ms  {url}",
@@ -129,12 +155,17 @@ def run(args, how):
     print(f"concurrent: {len(done)} resources, {total} bytes in {concurrent_s:.3f} s "
           f"with {args.concurrency} green threads at a time")
     if not args.no_sequential:
+        fetched = [u for u in urls if u not in failed]  # the same work as the concurrent phase
         t0 = time.perf_counter()
         seq_total = 0
-        for u in urls:
-            seq_total += len(fetch(u, args.timeout)[0])
+        for u in fetched:
+            try:
+                seq_total += len(fetch(u, args.timeout)[0])
+            except FetchError as e:
+                failed.append(u)
+                complain(e)
         sequential_s = time.perf_counter() - t0
-        print(f"sequential: {len(urls)} resources, {seq_total} bytes in {sequential_s:.3f} s "
+        print(f"sequential: {len(fetched)} resources, {seq_total} bytes in {sequential_s:.3f} s "
               f"one at a time")
         print(f"summary: {total + len(page)} bytes; concurrent {concurrent_s:.3f} s, "
               f"sequential {sequential_s:.3f} s, speed-up {sequential_s / max(concurrent_s, 1e-9):.1f}x")

@@ -5,12 +5,15 @@ print the address they bound (port 0) and are stopped with SIGTERM.  Checks are
 on what they print and serve, never on timings.
 """
 
+import contextlib
+import http.server
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 
 import pytest
@@ -142,3 +145,135 @@ def test_rpc_fanout():
     assert re.search(r"sequential: 4 calls", out) and re.search(r"concurrent: 4 calls", out)
     assert re.search(r"speed-up [\d.]+x", out)
     assert "results agree" in out
+
+
+# -- bad command lines -----------------------------------------------------------------------------
+#
+# An argument error is an argparse error (status 2) before anything starts; a run-time failure the
+# user caused is one line on stderr (status 1).  Either way no traceback and no hang.  {closed} is a
+# port nobody listens on, {busy} one already taken, {site} a small HTTP server (see site()), {tmp}
+# the test's own directory.
+
+BAD = [
+    # web_client.py
+    ("web_client.py notaurl", 2, "argument url: not an http:// or https:// URL: 'notaurl'"),
+    ("web_client.py ftp://127.0.0.1/", 2, "argument url: not an http:// or https:// URL"),
+    ("web_client.py http://127.0.0.1:99999/", 2, "argument url: not a valid URL"),
+    ("web_client.py http://127.0.0.1:1/ --concurrency 0", 2,
+     "argument --concurrency: must be >= 1, got '0'"),
+    ("web_client.py http://127.0.0.1:1/ --timeout -1", 2,
+     "argument --timeout: must be > 0, got '-1'"),
+    ("web_client.py http://127.0.0.1:1/ --timeout nan", 2,
+     "argument --timeout: must be a finite number"),
+    ("web_client.py http://127.0.0.1:1/ --timeout soon", 2,
+     "argument --timeout: not a number: 'soon'"),
+    ("web_client.py http://127.0.0.1:1/ --lwps 0", 2, "argument --lwps: must be >= 1, got '0'"),
+    ("web_client.py http://127.0.0.1:{closed}/", 1,
+     "web_client.py: cannot fetch http://127.0.0.1:{closed}/: [Errno 111] Connection refused"),
+    ("web_client.py http://no-such-host.invalid/", 1,
+     "web_client.py: cannot fetch http://no-such-host.invalid/: "),
+    ("web_client.py {site}/nothere.html", 1,
+     "web_client.py: cannot fetch {site}/nothere.html: HTTP 404 Not Found"),
+    # a resource missing: reported, the rest downloaded in both phases
+    ("web_client.py {site}/broken.html", 1,
+     "web_client.py: cannot fetch {site}/missing.png: HTTP 404 Not Found"),
+    # a resource that fails in the sequential phase only
+    ("web_client.py {site}/", 1, "web_client.py: cannot fetch {site}/once.css: HTTP 404 Not Found"),
+    # dispatcher_server.py
+    ("dispatcher_server.py --root /does/not/exist", 2,
+     "argument --root: not a directory: '/does/not/exist'"),
+    ("dispatcher_server.py --workers 0", 2, "argument --workers: must be >= 1, got '0'"),
+    ("dispatcher_server.py --demo-site -1", 2, "argument --demo-site: must be >= 0, got '-1'"),
+    ("dispatcher_server.py --port 99999", 2,
+     "argument --port: must be a port number from 0 to 65535"),
+    ("dispatcher_server.py --latency-ms -1", 2, "argument --latency-ms: must be >= 0, got '-1'"),
+    ("dispatcher_server.py --disk-ms -1", 2, "argument --disk-ms: must be >= 0, got '-1'"),
+    ("dispatcher_server.py --lwps -1", 2, "argument --lwps: must be >= 1, got '-1'"),
+    ("dispatcher_server.py --duration -1", 2, "argument --duration: must be >= 0, got '-1'"),
+    ("dispatcher_server.py --port {busy} --duration 5", 1,
+     "dispatcher_server.py: cannot listen on 127.0.0.1:{busy}: [Errno 98] Address already in use"),
+    # throughput_model.py
+    ("throughput_model.py --threads abc", 2, "argument --threads: not a whole number: 'abc'"),
+    ("throughput_model.py --threads 1,", 2, "argument --threads: not a whole number: '' in '1,'"),
+    ("throughput_model.py --threads 0", 2, "argument --threads: must be >= 1, got '0'"),
+    ("throughput_model.py --requests 0", 2, "argument --requests: must be >= 1, got '0'"),
+    ("throughput_model.py --cpu-ms -5", 2, "argument --cpu-ms: must be >= 0, got '-5'"),
+    ("throughput_model.py --cpu-ms 0 --disk-ms 0", 2, "--cpu-ms and --disk-ms cannot both be 0"),
+    ("throughput_model.py --plot {tmp}", 2, "argument --plot: is a directory: '{tmp}'"),
+    ("throughput_model.py --plot /does/not/exist/plot.png", 2,
+     "argument --plot: no such directory: '/does/not/exist'"),
+    ("throughput_model.py --threads 1 --requests 5 --cpu-ms 1 --disk-ms 1 --plot {tmp}/plot.foo", 1,
+     "throughput_model.py: cannot save the plot to {tmp}/plot.foo: Format 'foo' is not supported"),
+    # rpc_fanout.py
+    ("rpc_fanout.py --servers 0", 2, "argument --servers: must be >= 1, got '0'"),
+    ("rpc_fanout.py --delay-ms -3", 2, "argument --delay-ms: must be >= 0, got '-3'"),
+    ("rpc_fanout.py --lwps 0", 2, "argument --lwps: must be >= 1, got '0'"),
+    ("rpc_fanout.py --servers 400", 2,  # run with ulimit -n 1024, see below
+     "--servers 400 needs about 1232 open files, more than the limit of 1024 (see ulimit -n)"),
+    ("throughput_model.py --threads 1,600", 2,
+     "--threads 600 needs about 1232 open files, more than the limit of 1024 (see ulimit -n)"),
+]
+
+
+class _Site(http.server.BaseHTTPRequestHandler):
+    """/ embeds /ok.png and /once.css, served once only; /broken.html embeds /missing.png."""
+
+    pages = {"/": b'<link rel="stylesheet" href="/once.css"><img src="/ok.png">',
+             "/broken.html": b'<img src="/missing.png"><img src="/ok.png">',
+             "/ok.png": b"png", "/once.css": b"css"}
+
+    def do_GET(self):
+        pages = self.server.pages
+        body = pages.pop(self.path, None) if self.path == "/once.css" else pages.get(self.path)
+        self.send_response(404 if body is None else 200)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def site():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Site)
+    server.daemon_threads = False
+    server.block_on_close = True
+    server.pages = dict(_Site.pages)
+    thread = threading.Thread(target=server.serve_forever, name="test-site")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize("command, status, message", BAD, ids=[c for c, _, _ in BAD])
+def test_bad_command_line(command, status, message, tmp_path):
+    with contextlib.ExitStack() as stack:
+        places = {"tmp": str(tmp_path)}
+        if "{closed}" in command:  # bound, not listening: a connection is refused
+            closed = stack.enter_context(socket.socket())
+            closed.bind(("127.0.0.1", 0))
+            places["closed"] = closed.getsockname()[1]
+        if "{busy}" in command:
+            busy = stack.enter_context(socket.socket())
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            places["busy"] = busy.getsockname()[1]
+        if "{site}" in command:
+            places["site"] = stack.enter_context(site())
+        name, *args = command.format(**places).split()
+        # The same limit of open files wherever the test runs: 1024, a common default.
+        r = subprocess.run(["sh", "-c", 'ulimit -n 1024 && exec "$@"', "sh", sys.executable,
+                            example(name), *args],
+                           capture_output=True, text=True, timeout=T, cwd=ROOT)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == status, r.stderr
+    assert message.format(**places) in r.stderr, r.stderr
+    if status == 2:
+        assert r.stderr.startswith("usage: ") and r.stdout == ""  # refused before anything starts
+    else:
+        assert len(r.stderr.splitlines()) == 1  # one line says what went wrong
