@@ -27,17 +27,11 @@ ECHO = """\
 import sys
 import lwp
 from lwp import socket
+from lwp.bench.servers import lwp_echo as handler  # the benchmark's echo handler
 
 rounds, conns = int(sys.argv[1]), int(sys.argv[2])
 MESSAGE = b"x" * 64
 
-def handler(conn):  # as lwp/bench/servers.py's
-    recv, sendall = conn.recv, conn.sendall
-    while True:
-        data = recv(65536)
-        if not data:
-            return
-        sendall(data)
 
 def client(address):
     sock = socket.create_connection(address)

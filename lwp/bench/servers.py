@@ -352,19 +352,21 @@ def serve(library: str, kind: str, port: int) -> None:
         raise ValueError(library)
 
 
+def lwp_echo(conn: Any, _addr: Any = None) -> None:
+    """lwp's echo handler (also counted by docs/figures/count_echo.py): each message back as it comes."""
+    recv, sendall = conn.recv, conn.sendall
+    while True:
+        data = recv(65536)
+        if not data:
+            return
+        sendall(data)
+
+
 def _serve_lwp(kind: str, addr: tuple[str, int]) -> None:
     import lwp
     from lwp.server import StreamServer
 
     lwps = int(os.environ.get(LWPS_ENV) or 1)
-
-    def echo(conn: Any, _addr: Any) -> None:
-        recv, sendall = conn.recv, conn.sendall
-        while True:
-            data = recv(65536)
-            if not data:
-                return
-            sendall(data)
 
     def http(conn: Any, _addr: Any) -> None:
         recv, sendall = conn.recv, conn.sendall
@@ -383,7 +385,7 @@ def _serve_lwp(kind: str, addr: tuple[str, int]) -> None:
 
             WSGIServer(addr, _hello_app, max_connections=4096, backlog=4096).serve_forever()
         else:
-            StreamServer(addr, echo if kind == "echo" else http, max_connections=4096,
+            StreamServer(addr, lwp_echo if kind == "echo" else http, max_connections=4096,
                          backlog=4096).serve_forever()
 
     lwp.run(main, lwps=lwps)
