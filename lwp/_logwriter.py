@@ -20,6 +20,7 @@ from traceback import TracebackException
 
 from ._core import park
 from ._core.activation import blocking
+from ._core.exceptions import Cancelled
 from ._core.scheduler import spawn
 
 BACKLOG = 10000          # entries waiting for a slow log, at most
@@ -38,6 +39,14 @@ class LogWriter:
     destination is told its count once the writer catches up: a log that
     cannot keep up must not grow memory without bound.  ``name`` prefixes
     the writer's own notes, which go to ``logger``.
+
+    Nothing is lost quietly when the writer ends.  Cancelled (``lwp.run``
+    shutting down a server that was never stopped), it writes what waits
+    before it ends, and a write it was waiting for goes on in its activation
+    thread.  An entry put after it ended (an application thread writing to
+    ``wsgi.errors`` after the server stopped) is written by the caller.  Only
+    once :meth:`close` gave up on a stuck destination are entries dropped,
+    as its note says.
     """
 
     def __init__(self, name, logger):
@@ -48,6 +57,9 @@ class LogWriter:
         self._dropped = {}        # id(destination) -> [destination, count]
         self._waiter = None       # the writer, parked until there are entries
         self._closed = False
+        self._ended = False       # the writer returned: entries are written by _put's caller
+        self._abandoned = False   # close() gave up on a stuck destination: entries are dropped
+        self._cancelled = False   # the writer was cancelled while writing: it ends when idle
         self._thread = spawn(self._run, name=f"{name}-log")
 
     def text(self, stream, text):
@@ -83,14 +95,18 @@ class LogWriter:
 
     def _put(self, dest, entry):
         with self._lock:
-            if len(self._entries) >= BACKLOG:
-                count = self._dropped.setdefault(id(dest), [dest, 0])
-                count[1] += 1
+            if not self._ended:
+                if len(self._entries) >= BACKLOG:
+                    count = self._dropped.setdefault(id(dest), [dest, 0])
+                    count[1] += 1
+                    return
+                self._entries.append((dest, entry))
+                w, self._waiter = self._waiter, None
+                if w is not None:
+                    w.wake(None)
                 return
-            self._entries.append((dest, entry))
-            w, self._waiter = self._waiter, None
-        if w is not None:
-            w.wake(None)
+        if not self._abandoned:
+            self._write(dest, [entry], _call)
 
     def close(self, timeout=None):
         """Write what waits, then end the writer.
@@ -111,6 +127,7 @@ class LogWriter:
         try:
             self._thread.join(timeout)
         except TimeoutError:
+            self._abandoned = True
             self._thread.cancel()
             with self._lock:
                 lost, self._entries = len(self._entries), []
@@ -119,31 +136,56 @@ class LogWriter:
             spawn(blocking, _handle, self.logger, [note], name=f"{self.name}-log-note")
 
     def _run(self):
-        while True:
-            with self._lock:
-                entries, self._entries = self._entries, []
-                dropped, self._dropped = self._dropped, {}
+        try:
+            while True:
+                with self._lock:
+                    entries, self._entries = self._entries, []
+                    dropped, self._dropped = self._dropped, {}
+                    if not (entries or dropped):
+                        if self._closed or self._cancelled:
+                            self._ended = True  # under the lock: no entry is put after this check
+                            return
+                        w = self._waiter = park.waiter()
                 if not (entries or dropped):
-                    if self._closed:
-                        return
-                    w = self._waiter = park.waiter()
-            if not (entries or dropped):
-                w.wait()
-                continue
-            for dest, count in dropped.values():
-                entries.append((dest, self._drop_note(dest, count)))
-            for _, batch in groupby(entries, key=lambda e: id(e[0])):
-                batch = list(batch)
-                dest = batch[0][0]
-                if isinstance(dest, logging.Logger):
-                    blocking(_handle, dest, [_as_record(dest, entry) for _, entry in batch])
+                    try:
+                        w.wait()
+                    except Cancelled:
+                        with self._lock:
+                            self._waiter = None
+                            self._cancelled = True
                     continue
-                try:
-                    blocking(_write, dest, "".join(text for _, text in batch))
-                except Exception:  # a full disk, a closed or broken file: say so, go on
-                    blocking(_handle, self.logger, [_record(
-                        self.logger, logging.ERROR, "%s: the log %r failed to take %d entries",
-                        (self.name, dest, len(batch)), sys.exc_info())])
+                for dest, count in dropped.values():
+                    entries.append((dest, self._drop_note(dest, count)))
+                for _, batch in groupby(entries, key=lambda e: id(e[0])):
+                    batch = list(batch)
+                    self._write(batch[0][0], [entry for _, entry in batch], self._blocking)
+        finally:
+            with self._lock:
+                self._ended = True  # also when close() gave up: what waits is dropped
+
+    def _blocking(self, fn, *args):
+        """``blocking(fn, *args)``; a cancel ends the wait, not the writer, unless close() gave up."""
+        try:
+            blocking(fn, *args)
+        except Cancelled:
+            if self._abandoned:
+                raise
+            self._cancelled = True  # ends once what waits is written
+
+    def _write(self, dest, entries, call):
+        """Write ``entries`` for ``dest`` with ``call(fn, *args)``: through an activation, or
+        directly once the writer has ended."""
+        if isinstance(dest, logging.Logger):
+            call(_handle, dest, [_as_record(dest, entry) for entry in entries])
+            return
+        try:
+            call(_write, dest, "".join(entries))
+        except Cancelled:
+            raise
+        except Exception:  # a full disk, a closed or broken file: say so, go on
+            call(_handle, self.logger, [_record(
+                self.logger, logging.ERROR, "%s: the log %r failed to take %d entries",
+                (self.name, dest, len(entries)), sys.exc_info())])
 
     def _drop_note(self, dest, count):
         msg = "%s: %d log entries dropped (the log is slower than the server)"
@@ -211,3 +253,7 @@ def _handle(logger, entries):
 def _write(stream, text):
     stream.write(text)
     stream.flush()
+
+
+def _call(fn, *args):
+    fn(*args)
