@@ -12,7 +12,8 @@ it, sockets fail one by one half-way through the run.
 
 ``complain`` is for the failures a user causes at run time (a server that
 cannot be reached, a port in use): one line on stderr, as argparse writes its
-errors, and exit status 1 instead of a traceback.
+errors, and exit status 1 instead of a traceback.  ``run`` calls an example's
+``main`` and exits with its status, or with 130, quietly, on Ctrl-C.
 
 The examples import it as ``_cli``: ``python examples/NAME.py`` puts
 ``examples/`` first on ``sys.path``.
@@ -124,3 +125,14 @@ def complain(message):
     """Print ``PROG: message`` on stderr and return 1, the exit status: ``return complain(...)``."""
     print(f"{os.path.basename(sys.argv[0])}: {message}", file=sys.stderr, flush=True)
     return 1
+
+
+def run(main):
+    """``sys.exit(main())``; Ctrl-C (``lwp.run`` raises KeyboardInterrupt out of its
+    ``main`` once that has unwound) ends the example with status 130, as a shell
+    reports an interrupted command, instead of a traceback."""
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        status = 130
+    sys.exit(status)

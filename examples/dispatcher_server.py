@@ -40,6 +40,7 @@ import time
 import httptools
 
 import lwp
+import _cli
 from _cli import complain, directory, non_negative_float, non_negative_int, port, positive_int
 from lwp.server import StreamServer
 
@@ -304,4 +305,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.run(main)

@@ -20,10 +20,10 @@ prints both times, the speed-up and whether the results agree::
 import argparse
 import json
 import socket
-import sys
 import time
 
 import lwp
+import _cli
 from _cli import check_open_files, non_negative_float, positive_int
 from lwp.server import StreamServer, cooperative_socket
 
@@ -109,4 +109,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.run(main)

@@ -27,6 +27,7 @@ import sys
 import time
 
 import lwp
+import _cli
 from _cli import (check_open_files, complain, non_negative_float, output_file, positive_int,
                   positive_int_list)
 from lwp.server import cooperative_socket
@@ -153,4 +154,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.run(main)

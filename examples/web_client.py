@@ -24,7 +24,6 @@ Only local servers exist here: use 127.0.0.1 URLs.
 
 import argparse
 import http.client
-import sys
 import time
 import urllib.error
 from html.parser import HTMLParser
@@ -32,6 +31,7 @@ from urllib.parse import urljoin, urlsplit
 
 import lwp
 import lwp.monkey
+import _cli
 from _cli import complain, http_url, positive_float, positive_int
 
 
@@ -175,4 +175,4 @@ def run(args, how):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.run(main)

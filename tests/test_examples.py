@@ -282,3 +282,20 @@ def test_bad_command_line(command, status, message, tmp_path):
         assert r.stderr.startswith("usage: ") and r.stdout == ""  # refused before anything starts
     else:
         assert len(r.stderr.splitlines()) == 1  # one line says what went wrong
+
+
+def test_ctrl_c_ends_an_example_quietly():
+    """Ctrl-C in web_client.py (and the others but the server, which had its own
+    handling) ended in a KeyboardInterrupt traceback."""
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        # SIGINT as a terminal has it, whatever the test runner inherited.
+        proc = subprocess.Popen([sys.executable, example("web_client.py"), url],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        assert "cooperative stdlib" in proc.stdout.readline()  # main runs: the page request waits
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=T)
+    assert proc.returncode == 130 and err == "", err
