@@ -95,18 +95,19 @@ class LogWriter:
 
     def _put(self, dest, entry):
         with self._lock:
-            if not self._ended:
+            ended = self._ended
+            if not ended:
                 if len(self._entries) >= BACKLOG:
                     count = self._dropped.setdefault(id(dest), [dest, 0])
                     count[1] += 1
                     return
                 self._entries.append((dest, entry))
                 w, self._waiter = self._waiter, None
-                if w is not None:
-                    w.wake(None)
-                return
-        if not self._abandoned:
-            self._write(dest, [entry], _call)
+        if ended:
+            if not self._abandoned:
+                self._write(dest, [entry], _call)
+        elif w is not None:
+            w.wake(None)
 
     def close(self, timeout=None):
         """Write what waits, then end the writer.
@@ -180,8 +181,6 @@ class LogWriter:
             return
         try:
             call(_write, dest, "".join(entries))
-        except Cancelled:
-            raise
         except Exception:  # a full disk, a closed or broken file: say so, go on
             call(_handle, self.logger, [_record(
                 self.logger, logging.ERROR, "%s: the log %r failed to take %d entries",
