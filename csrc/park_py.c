@@ -21,9 +21,9 @@ int lwp_park_py_init(const char *module_name)
 #else /* CPython */
 
 #include <structmember.h>
-#include <time.h>
-
 #include "builtins.h"
+#include "park_door.h"
+#include "slots.h"
 
 /* Objects of lwp._core.park, looked up once by lwp_park_py_init (which
  * keeps them alive for good). */
@@ -31,16 +31,8 @@ static PyObject *tls, *timed_out, *os_waiter;
 static PyObject *st_done, *st_parked, *st_runnable, *st_running;
 static PyTypeObject *waiter_type;
 
-/* The slots of GreenThread and LWP that the hot path reads and writes,
- * reached through their member descriptors (PyMember_GetOne/SetOne): a
- * fraction of the cost of PyObject_GetAttr, which looks the name up in the
- * type and the instance first. */
-typedef struct {
-    const char *name;
-    PyObject *descr;     /* the member descriptor, kept alive */
-    PyMemberDef *member;
-} field;
-
+/* The slots of GreenThread and LWP that the hot path reads and writes
+ * (slots.h). */
 enum { T_LWP, T_STATE, T_WAITING, T_PENDING_EXC, T_GLET, N_THREAD_FIELDS };
 static field thread_fields[N_THREAD_FIELDS] = {
     {"_lwp", NULL, NULL}, {"_state", NULL, NULL}, {"_waiting", NULL, NULL},
@@ -70,10 +62,7 @@ static PyObject *lock_acquire_m, *lock_release_m, *deque_append_m, *deque_poplef
 static PyTypeObject *greenlet_type;
 
 static PyObject *s_lwp, *s_current, *s_when, *s__take_new, *s__spare, *s_hub, *s_call_later,
-    *s_cancel, *s__make_runnable, *s_wake;
-
-#define GET(obj, fields, i) PyMember_GetOne((const char *)(obj), (fields)[i].member)
-#define SET(obj, fields, i, v) PyMember_SetOne((char *)(obj), (fields)[i].member, (v))
+    *s_cancel, *s__make_runnable, *s_wake, *s_wait;
 
 typedef struct {
     PyObject_HEAD
@@ -173,37 +162,6 @@ static PyObject *lwp_of(PyObject *t)
         Py_CLEAR(lwp);
     }
     return lwp;
-}
-
-/* Match positional and keyword arguments to names[0..max): out[] holds the
- * defaults on entry, borrowed references on return.  0, or -1 (TypeError). */
-static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                      PyObject *kwnames, const char *const *names, Py_ssize_t max,
-                      PyObject **out)
-{
-    Py_ssize_t i, j, nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-
-    if (nargs > max) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)",
-                     fname, max, nargs + nkw);
-        return -1;
-    }
-    for (i = 0; i < nargs; i++)
-        out[i] = args[i];
-    for (i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-
-        for (j = 0; j < max; j++)
-            if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0)
-                break;
-        if (j == max || j < nargs) {
-            PyErr_Format(PyExc_TypeError, j == max ? "%s() got an unexpected keyword argument %R"
-                         : "%s() got multiple values for argument %R", fname, key);
-            return -1;
-        }
-        out[j] = args[nargs + i];
-    }
-    return 0;
 }
 
 static PyObject *thread_of(waiter *self)
@@ -326,7 +284,7 @@ static PyObject *waiter_wake(waiter *self, PyObject *const *args, Py_ssize_t nar
     double timeout = -1;
     int got;
 
-    if (parse_args("wake", args, nargs, kwnames, names, 3, argv) < 0)
+    if (lwp_parse_args("wake", args, nargs, kwnames, names, 3, argv) < 0)
         return NULL;
     if (argv[2] != NULL) {
         timeout = PyFloat_AsDouble(argv[2]);
@@ -359,14 +317,6 @@ done:
 }
 
 /* -- wait -------------------------------------------------------------------- */
-
-static double monotonic(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);  /* time.monotonic()'s clock on Linux */
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* What LWP.park_current does next: switch straight to the head of the run
  * queue (DIRECT, and *ticks holds lwp.ticks), start the next new thread on a
@@ -406,7 +356,7 @@ static int next_step(PyObject *lwp, long *ticks)
         Py_DECREF(when);
         if (due == -1 && PyErr_Occurred())
             return -1;
-        if (due <= monotonic())
+        if (due <= lwp_monotonic())
             return HUB;
     } else {
         Py_DECREF(v);
@@ -540,7 +490,7 @@ static PyObject *waiter_wait(waiter *self, PyObject *const *args, Py_ssize_t nar
     PyObject *t, *lwp = NULL, *lock = NULL, *timer = NULL, *result = NULL, *value, *exc, *r;
     int parking;
 
-    if (parse_args("wait", args, nargs, kwnames, names, 1, &timeout) < 0)
+    if (lwp_parse_args("wait", args, nargs, kwnames, names, 1, &timeout) < 0)
         return NULL;
     t = thread_of(self);
     if (t == NULL)
@@ -662,35 +612,6 @@ static PyType_Spec waiter_spec = {
 
 /* -- init ---------------------------------------------------------------------- */
 
-/* Fill fields[0..n) from the member descriptors (slots) of type; on
- * failure fields[] is left as it was. */
-static int load_fields(PyTypeObject *type, field *fields, int n)
-{
-    PyObject *found[(int)N_LWP_FIELDS > (int)N_THREAD_FIELDS ? (int)N_LWP_FIELDS : (int)N_THREAD_FIELDS];
-    int i;
-
-    for (i = 0; i < n; i++) {
-        PyObject *d = PyObject_GetAttrString((PyObject *)type, fields[i].name);
-
-        if (d != NULL && (!Py_IS_TYPE(d, &PyMemberDescr_Type)
-                          || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)) {
-            PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, fields[i].name);
-            Py_CLEAR(d);
-        }
-        if (d == NULL) {
-            while (i > 0)
-                Py_DECREF(found[--i]);
-            return -1;
-        }
-        found[i] = d;
-    }
-    for (i = 0; i < n; i++) {
-        Py_XSETREF(fields[i].descr, found[i]);
-        fields[i].member = ((PyMemberDescrObject *)found[i])->d_member;
-    }
-    return 0;
-}
-
 /* _native_lwp_type(LWP, fairness_ticks): called by lwp._core.lwp once it has
  * defined its class, before any LWP runs. */
 static PyObject *py_lwp_type(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -709,7 +630,7 @@ static PyObject *py_lwp_type(PyObject *module, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_ValueError, "fairness_ticks must be > 0");
         return NULL;
     }
-    if (load_fields((PyTypeObject *)args[0], lwp_fields, N_LWP_FIELDS) < 0)
+    if (lwp_load_fields((PyTypeObject *)args[0], lwp_fields, N_LWP_FIELDS) < 0)
         return NULL;
     Py_XSETREF(lwp_type, (PyTypeObject *)Py_NewRef(args[0]));
     fairness_ticks = ticks;
@@ -730,6 +651,7 @@ static int intern_names(void)
         {&s__take_new, "_take_new"}, {&s__spare, "_spare"}, {&s_hub, "hub"},
         {&s_call_later, "call_later"},
         {&s_cancel, "cancel"}, {&s__make_runnable, "_make_runnable"}, {&s_wake, "wake"},
+        {&s_wait, "wait"},
     };
     size_t i;
 
@@ -737,18 +659,6 @@ static int intern_names(void)
         if (*names[i].var == NULL && (*names[i].var = PyUnicode_InternFromString(names[i].name)) == NULL)
             return -1;
     return 0;
-}
-
-/* module.name, a new reference. */
-static PyObject *attr_of(const char *module_name, const char *name)
-{
-    PyObject *module = PyImport_ImportModule(module_name), *v;
-
-    if (module == NULL)
-        return NULL;
-    v = PyObject_GetAttrString(module, name);
-    Py_DECREF(module);
-    return v;
 }
 
 static int load_methods(void)
@@ -763,7 +673,7 @@ static int load_methods(void)
     size_t i;
 
     for (i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        PyObject *type = attr_of(methods[i].module, methods[i].type);
+        PyObject *type = lwp_attr_of(methods[i].module, methods[i].type);
 
         if (type == NULL)
             return -1;
@@ -803,10 +713,10 @@ static int init(const char *module_name)
     for (i = 0; i < sizeof objects / sizeof objects[0]; i++)
         if ((*objects[i].var = PyObject_GetAttrString(module, objects[i].name)) == NULL)
             goto done;
-    thread_type = (PyTypeObject *)attr_of("lwp._core.thread", "GreenThread");
-    if (thread_type == NULL || load_fields(thread_type, thread_fields, N_THREAD_FIELDS) < 0)
+    thread_type = (PyTypeObject *)lwp_attr_of("lwp._core.thread", "GreenThread");
+    if (thread_type == NULL || lwp_load_fields(thread_type, thread_fields, N_THREAD_FIELDS) < 0)
         goto done;
-    greenlet_type = (PyTypeObject *)attr_of("greenlet", "greenlet");
+    greenlet_type = (PyTypeObject *)lwp_attr_of("greenlet", "greenlet");
     if (greenlet_type == NULL)
         goto done;
     waiter_type = (PyTypeObject *)PyType_FromSpec(&waiter_spec);
@@ -818,6 +728,27 @@ static int init(const char *module_name)
 done:
     Py_DECREF(module);
     return rc;
+}
+
+/* -- park_door.h: the door for lwp's other C ----------------------------------- */
+
+PyObject *lwp_park_waiter(void)
+{
+    return py_waiter(NULL, NULL);
+}
+
+PyObject *lwp_park_wait(PyObject *w, PyObject *timeout)
+{
+    if (Py_TYPE(w) == waiter_type)
+        return waiter_wait((waiter *)w, &timeout, 1, NULL);
+    return PyObject_CallMethodOneArg(w, s_wait, timeout);
+}
+
+PyObject *lwp_park_wake(PyObject *w, PyObject *value)
+{
+    if (Py_TYPE(w) == waiter_type)
+        return waiter_wake((waiter *)w, &value, 1, NULL);
+    return PyObject_CallMethodOneArg(w, s_wake, value);
 }
 
 int lwp_park_py_init(const char *module_name)

@@ -62,7 +62,10 @@ from socket import *  # noqa: F401,F403 - the drop-in re-exports the standard mo
 from socket import _GLOBAL_DEFAULT_TIMEOUT  # noqa: F401 - callers compare with it by identity
 from socket import SocketIO  # noqa: F401 - not in socket.__all__, but used (makefile)
 
+from ._core import poller as _poller
 from ._core.activation import blocking as _blocking
+from ._core.lwp import _IO_BUDGET
+from ._core.lwp import LWP as _LWP
 from ._core.park import current as _current
 from ._core.park import current_lwp as _current_lwp
 from ._core.park import fd_closing as _fd_closing
@@ -489,6 +492,14 @@ class socket(_std_socket):
         if fd >= 0:
             _fd_closing(fd)  # its next owner may close it without telling lwp
         return super().detach()
+
+
+# The native socket path (csrc/io_py.c): recv, recv_into, send and sendall
+# become C methods, the common case of the Python above transcribed; the
+# Python stays the reference, what they fall back to, and as
+# socket._python_recv ...  (selected by LWP_NATIVE_PARK=0, as the park door).
+if _poller.NATIVE:
+    _poller._native_socket_methods(socket, _LWP, _IO_BUDGET)
 
 
 SocketType = _std.SocketType  # the C base type, as in the standard module

@@ -93,11 +93,12 @@ class Timer:
 class LWP:
     """A kernel thread running green threads.  Made and started by the Scheduler."""
 
-    # The fields the native park/wake door reads and writes (csrc/park_py.c)
-    # are slots, which it reaches through their descriptors; the others live
-    # in the instance dict.
+    # The fields the native park/wake door and socket path read and write
+    # (csrc/park_py.c, csrc/io_py.c) are slots, which they reach through
+    # their descriptors; the others live in the instance dict.
     __slots__ = ("_lock", "_inbox", "_calls", "_newq", "_shuffle", "_runq", "_timers",
-                 "ticks", "current", "ident", "__dict__", "__weakref__")
+                 "ticks", "current", "ident", "_poller", "io_ticks", "io_left",
+                 "__dict__", "__weakref__")
 
     def __init__(self, sched, index, kind="pooled"):
         self.sched = sched

@@ -1,0 +1,49 @@
+/*
+ * slots.h - what the native doors (park_py.c, io_py.c) share to read and
+ * write the slots of lwp's Python classes, to take their arguments and to
+ * look their objects up.
+ *
+ * A slot is reached through its member descriptor (PyMember_GetOne/SetOne):
+ * a fraction of the cost of PyObject_GetAttr, which looks the name up in the
+ * type and the instance first.  The caller holds the GIL.
+ */
+#ifndef LWP_SLOTS_H
+#define LWP_SLOTS_H
+
+#include <Python.h>
+#include <time.h>
+
+typedef struct {
+    const char *name;
+    PyObject *descr;     /* the member descriptor, kept alive */
+    PyMemberDef *member;
+} field;
+
+#define GET(obj, fields, i) PyMember_GetOne((const char *)(obj), (fields)[i].member)
+#define SET(obj, fields, i, v) PyMember_SetOne((char *)(obj), (fields)[i].member, (v))
+
+/* Fill fields[0..n) (n <= LWP_MAX_FIELDS) from the member descriptors
+ * (slots) of type; on failure (AttributeError, or TypeError for a name
+ * that is not a slot) fields[] is left as it was. */
+#define LWP_MAX_FIELDS 16
+int lwp_load_fields(PyTypeObject *type, field *fields, int n);
+
+/* Match positional and keyword arguments to names[0..max): out[] holds the
+ * defaults on entry, borrowed references on return.  0, or -1 (TypeError). */
+int lwp_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *kwnames, const char *const *names, Py_ssize_t max,
+                   PyObject **out);
+
+/* module.name (importing the module), a new reference. */
+PyObject *lwp_attr_of(const char *module_name, const char *name);
+
+/* time.monotonic(), whose clock it reads on Linux. */
+static inline double lwp_monotonic(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+#endif /* LWP_SLOTS_H */
