@@ -21,7 +21,10 @@ int lwp_io_py_init(const char *module_name)
 
 #else /* CPython */
 
+#include <errno.h>
+#include <limits.h>
 #include <structmember.h>
+#include <sys/socket.h>
 
 #include "builtins.h"
 #include "park_door.h"
@@ -187,6 +190,94 @@ static Py_ssize_t nbytes(PyObject *buffer)
 static int is_zero(PyObject *timeout)
 {
     return PyFloat_Check(timeout) && PyFloat_AS_DOUBLE(timeout) == 0.0;
+}
+
+/* -- the system calls ------------------------------------------------------------ */
+
+/* _ss.recv(sock, bufsize, flags) and _ss.send(sock, data, flags) as the
+ * socket module makes them on a non-blocking descriptor (a failure is an
+ * OSError of the errno's class, EINTR retried after the signal handlers
+ * ran), but holding the GIL: the call cannot block (MSG_DONTWAIT, even if
+ * something made the descriptor blocking), so giving the GIL away and taking
+ * it back would be all the cost.  recv receives into the C stack and copies
+ * what came, where the module allocates bufsize bytes and shrinks them.
+ * Other sizes, types and flags go to the module's method. */
+#define RECV_STACK 65536
+
+static int int_flags(PyObject *flags, int *out)
+{
+    long v = PyLong_AsLong(flags);
+
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (v < INT_MIN || v > INT_MAX)
+        return 0;
+    *out = (int)v;
+    return 1;
+}
+
+/* argv: the socket, bufsize, flags */
+static PyObject *call_recv(int fd, PyObject *const *argv)
+{
+    char buf[RECV_STACK];
+    Py_ssize_t size = PyLong_AsSsize_t(argv[1]), n;
+    int flags;
+
+    if (size < 0 || size > RECV_STACK || !int_flags(argv[2], &flags)) {
+        PyErr_Clear();
+        return PyObject_Vectorcall(ss_recv, argv, 3, NULL);
+    }
+    while ((n = recv(fd, buf, size, flags | MSG_DONTWAIT)) < 0) {
+        if (errno != EINTR)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
+    }
+    return PyBytes_FromStringAndSize(buf, n);
+}
+
+/* argv: the socket, data, flags */
+static PyObject *call_send(int fd, PyObject *const *argv)
+{
+    Py_ssize_t n;
+    int flags;
+
+    if (!PyBytes_CheckExact(argv[1]) || !int_flags(argv[2], &flags))
+        return PyObject_Vectorcall(ss_send, argv, 3, NULL);
+    while ((n = send(fd, PyBytes_AS_STRING(argv[1]), PyBytes_GET_SIZE(argv[1]),
+                     flags | MSG_DONTWAIT)) < 0) {
+        if (errno != EINTR)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
+    }
+    return PyLong_FromSsize_t(n);
+}
+
+/* argv: the socket, buffer, nbytes, flags */
+static PyObject *call_recv_into(int fd, PyObject *const *argv)
+{
+    (void)fd;
+    return PyObject_Vectorcall(ss_recv_into, argv, 4, NULL);
+}
+
+typedef PyObject *(*sys_call)(int fd, PyObject *const *argv);
+
+/* method(the socket's descriptor, argv), argv[0] being the socket. */
+static PyObject *fd_call(sys_call method, PyObject *const *argv)
+{
+    PyObject *fd = PyObject_Vectorcall(ss_fileno, argv, 1, NULL);
+    long n;
+
+    if (fd == NULL)
+        return NULL;
+    n = PyLong_AsLong(fd);
+    Py_DECREF(fd);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    return method((int)n, argv);
 }
 
 /* -- the poller ------------------------------------------------------------------ */
@@ -542,17 +633,20 @@ static PyObject *green_lwp(void)
 
 /* socket._io(method, write, short, *args) in a green thread on a socket
  * with a timeout other than 0 (argv[0] is the socket). */
-static PyObject *io(PyObject *lwp, PyObject *timeout, PyObject *method, int write,
-                    Py_ssize_t short_, PyObject *const *argv, Py_ssize_t n)
+static PyObject *io(PyObject *lwp, PyObject *timeout, sys_call method, int write,
+                    Py_ssize_t short_, PyObject *const *argv)
 {
     PyObject *self = argv[0], *fd, *poller = NULL, *fds = NULL, *result = NULL, *r;
     double deadline = 0;
     Py_ssize_t got;
-    int rc;
+    int rc, fdn;
 
     fd = PyObject_Vectorcall(ss_fileno, &self, 1, NULL);
     if (fd == NULL)
         return NULL;
+    fdn = (int)PyLong_AsLong(fd);
+    if (fdn == -1 && PyErr_Occurred())
+        goto done;
     if (timeout != Py_None) {
         deadline = PyFloat_AsDouble(timeout);
         if (deadline == -1 && PyErr_Occurred())
@@ -572,7 +666,7 @@ static PyObject *io(PyObject *lwp, PyObject *timeout, PyObject *method, int writ
         goto done;
     }
     for (;;) {
-        result = PyObject_Vectorcall(method, argv, n, NULL);
+        result = method(fdn, argv);
         if (result != NULL || !PyErr_ExceptionMatches(PyExc_BlockingIOError))
             break;
         PyErr_Clear();
@@ -669,7 +763,7 @@ static PyObject *sock_recv(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (rc == 0 && (short_ = PyLong_AsSsize_t(args[0])) == -1 && PyErr_Occurred())
         rc = -1;
     if (rc >= 0)
-        result = io(lwp, timeout, ss_recv, 0, short_, argv, 3);
+        result = io(lwp, timeout, call_recv, 0, short_, argv);
     Py_DECREF(timeout);
     Py_DECREF(lwp);
     return result;
@@ -699,7 +793,7 @@ static PyObject *sock_recv_into(PyObject *self, PyObject *const *args, Py_ssize_
             rc = -1;
     }
     if (rc >= 0)
-        result = io(lwp, timeout, ss_recv_into, 0, short_, argv, 4);
+        result = io(lwp, timeout, call_recv_into, 0, short_, argv);
     Py_DECREF(timeout);
     Py_DECREF(lwp);
     return result;
@@ -726,7 +820,7 @@ static PyObject *sock_send(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (rc == 0 && (short_ = nbytes(args[0])) == -1)
         rc = -1;
     if (rc >= 0)
-        result = io(lwp, timeout, ss_send, 1, short_, argv, 3);
+        result = io(lwp, timeout, call_send, 1, short_, argv);
     Py_DECREF(timeout);
     Py_DECREF(lwp);
     return result;
@@ -757,7 +851,7 @@ static PyObject *sock_sendall(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     if (!PyBytes_CheckExact(args[0]))
         return PyObject_CallMethodObjArgs(self, s__send_from, args[0], zero, argv[2], NULL);
-    sent_o = PyObject_Vectorcall(ss_send, argv, 3, NULL);
+    sent_o = fd_call(call_send, argv);
     if (sent_o == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_BlockingIOError))
             return NULL;
