@@ -32,7 +32,7 @@ int lwp_io_py_init(const char *module_name)
 
 /* Objects of lwp._core.poller and lwp._core.park, looked up once by
  * lwp_io_py_init (which keeps them alive for good). */
-static PyObject *gens, *timed_out, *leave_fn, *tls, *zero;
+static PyObject *gens, *timed_out, *leave_fn, *zero;
 static long EDGED, STICKY, READ_EDGE, WRITE, WCLOSED;
 static PyTypeObject *poller_type, *deque_type, *ss_type;  /* ss: _socket.socket */
 
@@ -68,7 +68,7 @@ static PyObject *ss_recv, *ss_recv_into, *ss_send, *ss_fileno;
 enum { R_RECV, R_RECV_INTO, R_SEND, R_SENDALL, N_REFS };
 static PyObject *refs[N_REFS];
 
-static PyObject *s_lwp, *s_wait, *s__drop, *s__oneshot_event, *s__wait, *s__send_from;
+static PyObject *s_wait, *s__drop, *s__oneshot_event, *s__wait, *s__send_from;
 
 /* -- small helpers ------------------------------------------------------------- */
 
@@ -605,30 +605,29 @@ static int io_spend(PyObject *lwp)
     return r == NULL ? -1 : 0;
 }
 
-/* _current_lwp() if it is an LWP running a green thread (new reference);
- * else NULL, with an error set or not. */
+/* The calling kernel thread's LWP (a strong reference, or NULL): park._tls.lwp,
+ * which park.set_lwp() copies here, read without a threading.local look-up. */
+static _Thread_local PyObject *this_lwp;
+
+/* _native_bind_lwp(lwp or None): park.set_lwp()'s copy. */
+static PyObject *py_bind_lwp(PyObject *module, PyObject *lwp)
+{
+    (void)module;
+    Py_XSETREF(this_lwp, lwp == Py_None ? NULL : Py_NewRef(lwp));
+    Py_RETURN_NONE;
+}
+
+/* _current_lwp() if it is an LWP running a green thread (new reference),
+ * else NULL (no error). */
 static PyObject *green_lwp(void)
 {
-    PyObject *lwp, *t;
+    PyObject *lwp = this_lwp;
 
-#if PY_VERSION_HEX >= 0x030D0000
-    if (PyObject_GetOptionalAttr(tls, s_lwp, &lwp) < 0)
-#else
-    if (_PyObject_LookupAttr(tls, s_lwp, &lwp) < 0)
-#endif
+    if (lwp == NULL || lwp_type == NULL || !PyObject_TypeCheck(lwp, lwp_type)
+            || *(PyObject **)((char *)lwp + lwp_fields[L_CURRENT].member->offset) == NULL
+            || *(PyObject **)((char *)lwp + lwp_fields[L_CURRENT].member->offset) == Py_None)
         return NULL;
-    if (lwp == NULL || !PyObject_TypeCheck(lwp, lwp_type)) {
-        Py_XDECREF(lwp);
-        return NULL;
-    }
-    t = GET(lwp, lwp_fields, L_CURRENT);
-    if (t == NULL || t == Py_None) {
-        Py_XDECREF(t);
-        Py_CLEAR(lwp);
-        return NULL;
-    }
-    Py_DECREF(t);
-    return lwp;
+    return Py_NewRef(lwp);
 }
 
 /* socket._io(method, write, short, *args) in a green thread on a socket
@@ -702,7 +701,7 @@ static int common_case(PyObject *self, PyObject **lwp, PyObject **timeout)
 {
     *lwp = green_lwp();
     if (*lwp == NULL)
-        return PyErr_Occurred() ? -1 : 0;
+        return 0;
     *timeout = GET(self, sock_fields, S_TIMEOUT);
     if (*timeout != NULL && !is_zero(*timeout))
         return 1;
@@ -846,8 +845,6 @@ static PyObject *sock_sendall(PyObject *self, PyObject *const *args, Py_ssize_t 
         Py_DECREF(lwp);
         if (rc < 0)
             return NULL;
-    } else if (PyErr_Occurred()) {
-        return NULL;
     }
     if (!PyBytes_CheckExact(args[0]))
         return PyObject_CallMethodObjArgs(self, s__send_from, args[0], zero, argv[2], NULL);
@@ -948,6 +945,8 @@ static PyObject *py_socket_methods(PyObject *module, PyObject *const *args, Py_s
 }
 
 static PyMethodDef functions[] = {
+    {"_native_bind_lwp", py_bind_lwp, METH_O,
+     "_native_bind_lwp(lwp or None): park.set_lwp's copy for the C"},
     {"_native_deliver", (PyCFunction)(void (*)(void))py_deliver, METH_FASTCALL,
      "_native_deliver(poller, events): _deliver_events"},
     {"_native_socket_methods", (PyCFunction)(void (*)(void))py_socket_methods, METH_FASTCALL,
@@ -960,7 +959,7 @@ static PyMethodDef functions[] = {
 static int init(const char *module_name)
 {
     static struct { PyObject **var; const char *name; } names[] = {
-        {&s_lwp, "lwp"}, {&s_wait, "wait"}, {&s__drop, "_drop"},
+        {&s_wait, "wait"}, {&s__drop, "_drop"},
         {&s__oneshot_event, "_oneshot_event"}, {&s__wait, "_wait"},
         {&s__send_from, "_send_from"},
     };
@@ -1014,7 +1013,6 @@ static int init(const char *module_name)
     }
     if (lwp_load_fields(fd_state_type, fd_fields, N_FD_FIELDS) < 0
             || lwp_load_fields(poller_type, poller_fields, N_POLLER_FIELDS) < 0
-            || (tls = lwp_attr_of("lwp._core.park", "_tls")) == NULL
             || (deque_type = (PyTypeObject *)lwp_attr_of("collections", "deque")) == NULL
             || (ss_type = (PyTypeObject *)lwp_attr_of("_socket", "socket")) == NULL)
         goto done;

@@ -3,14 +3,16 @@
  * write the slots of lwp's Python classes, to take their arguments and to
  * look their objects up.
  *
- * A slot is reached through its member descriptor (PyMember_GetOne/SetOne):
- * a fraction of the cost of PyObject_GetAttr, which looks the name up in the
- * type and the instance first.  The caller holds the GIL.
+ * A slot's member descriptor is looked up once, and the slot then read and
+ * written at its offset: a fraction of the cost of PyObject_GetAttr, which
+ * looks the name up in the type and the instance first.  The caller holds
+ * the GIL.
  */
 #ifndef LWP_SLOTS_H
 #define LWP_SLOTS_H
 
 #include <Python.h>
+#include <structmember.h>
 #include <time.h>
 
 typedef struct {
@@ -19,8 +21,33 @@ typedef struct {
     PyMemberDef *member;
 } field;
 
-#define GET(obj, fields, i) PyMember_GetOne((const char *)(obj), (fields)[i].member)
-#define SET(obj, fields, i, v) PyMember_SetOne((char *)(obj), (fields)[i].member, (v))
+/* obj.<field>: a new reference, or NULL with AttributeError if unset; and
+ * obj.<field> = v (v not NULL).  What PyMember_GetOne and PyMember_SetOne do
+ * for a slot (T_OBJECT_EX, never read-only), without their generic checks:
+ * obj must be an instance of the type the field was loaded from. */
+static inline PyObject *lwp_slot_get(PyObject *obj, const field *f)
+{
+    PyObject *v = *(PyObject **)((char *)obj + f->member->offset);
+
+    if (v == NULL) {
+        PyErr_Format(PyExc_AttributeError, "'%.200s' object has no attribute '%s'",
+                     Py_TYPE(obj)->tp_name, f->name);
+        return NULL;
+    }
+    return Py_NewRef(v);
+}
+
+static inline int lwp_slot_set(PyObject *obj, const field *f, PyObject *v)
+{
+    PyObject **addr = (PyObject **)((char *)obj + f->member->offset), *old = *addr;
+
+    *addr = Py_NewRef(v);
+    Py_XDECREF(old);
+    return 0;
+}
+
+#define GET(obj, fields, i) lwp_slot_get((PyObject *)(obj), &(fields)[i])
+#define SET(obj, fields, i, v) lwp_slot_set((PyObject *)(obj), &(fields)[i], (v))
 
 /* Fill fields[0..n) (n <= LWP_MAX_FIELDS) from the member descriptors
  * (slots) of type; on failure (AttributeError, or TypeError for a name

@@ -262,7 +262,7 @@ class LWP:
 
     def _main(self):
         self.ident = _kernel_ident()
-        park._tls.lwp = self
+        park.set_lwp(self)
         self.hub = greenlet.getcurrent()
         self.busy_since = time.monotonic()
         self.sched._lwp_started(self)
@@ -271,7 +271,7 @@ class LWP:
         finally:
             # No longer an LWP: from here on a deferred wake-up (park.wake_or_defer)
             # must not be left in _calls, which no loop will drain.
-            park._tls.lwp = None
+            park.set_lwp(None)
             self._spare.clear()  # kills the recycled greenlets on their own thread
             if self._completions is not None:
                 for hook in self._wake_hooks:

@@ -59,6 +59,15 @@ _tls = _local()  # .lwp: the LWP run by this kernel thread, if any
 current_lwp = partial(getattr, _tls, "lwp", None)
 
 
+def set_lwp(lwp):
+    """Make ``lwp`` (None: no LWP) the calling kernel thread's: ``_tls.lwp``,
+    and its copy in the native socket path (``csrc/io_py.c``), which reads it
+    without a ``threading.local`` look-up.  The only writer of both."""
+    _tls.lwp = lwp
+    if _poller.NATIVE:
+        _poller._native_bind_lwp(lwp)
+
+
 def current():
     """The calling green thread, or None when called from a plain OS thread."""
     lwp = getattr(_tls, "lwp", None)
