@@ -881,12 +881,16 @@ static PyObject *sock_sendall(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 static PyMethodDef sock_methods[N_REFS] = {
     {"recv", (PyCFunction)(void (*)(void))sock_recv, METH_FASTCALL | METH_KEYWORDS,
+     "recv($self, bufsize, flags=0)\n--\n\n"
      "Receive up to ``bufsize`` bytes; ``b\"\"`` at end of stream."},
     {"recv_into", (PyCFunction)(void (*)(void))sock_recv_into, METH_FASTCALL | METH_KEYWORDS,
+     "recv_into($self, buffer, nbytes=0, flags=0)\n--\n\n"
      "Receive into ``buffer``; return the number of bytes."},
     {"send", (PyCFunction)(void (*)(void))sock_send, METH_FASTCALL | METH_KEYWORDS,
+     "send($self, data, flags=0)\n--\n\n"
      "Send some of ``data``; return how many bytes went."},
     {"sendall", (PyCFunction)(void (*)(void))sock_sendall, METH_FASTCALL | METH_KEYWORDS,
+     "sendall($self, data, flags=0)\n--\n\n"
      "Send all of ``data``; the timeout applies to the whole call."},
 };
 
