@@ -42,6 +42,15 @@ parked on the descriptor, by these methods or by other means
 A thread whose calls keep succeeding without waiting lets the others run
 after a few dozen of them, so one busy connection cannot starve the rest.
 
+``recv``, ``recv_into``, ``send`` and ``sendall`` run as C methods when the
+native module is built (``csrc/io_py.c``): a transcription of the common case
+of the Python below (:meth:`socket._io` with the poller's ``ready``, edge
+``wait`` and ``not_ready`` and the LWP's ``io_spend``), which stays the
+reference, what the C calls for everything else, and what runs with
+``LWP_NATIVE_PARK=0``.  Their ``recv`` and ``send`` system calls are made
+holding the GIL (with ``MSG_DONTWAIT``: they cannot block).  A subclass that
+overrides ``_io`` must override these methods too.
+
 Limits: a socket handed to a C library that calls the descriptor directly
 sees a non-blocking descriptor; ``detach()`` leaves the descriptor
 non-blocking.  On an ``AF_UNIX`` stream socket, a ``recv``/``recv_into``
@@ -494,10 +503,8 @@ class socket(_std_socket):
         return super().detach()
 
 
-# The native socket path (csrc/io_py.c): recv, recv_into, send and sendall
-# become C methods, the common case of the Python above transcribed; the
-# Python stays the reference, what they fall back to, and as
-# socket._python_recv ...  (selected by LWP_NATIVE_PARK=0, as the park door).
+# The native socket path (see the module doc): recv, recv_into, send and
+# sendall become C methods; the Python ones stay as socket._python_recv ...
 if _poller.NATIVE:
     _poller._native_socket_methods(socket, _LWP, _IO_BUDGET)
 

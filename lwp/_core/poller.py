@@ -53,6 +53,17 @@ the spot; other LWPs are told through ``call_soon_threadsafe``, and until they
 get to it the generation keeps them honest: state recorded under an older
 generation belongs to a closed file, so its waiters get ``EBADF`` and a
 recycled fd number starts afresh, never receiving a stale wake-up or waiter.
+
+Two implementations of the hot path exist, as for the park door
+(:mod:`lwp._core.park`): this module and lwp.socket are the reference, and
+``csrc/io_py.c`` transcribes their common case in C, used when the native
+module is built and ``LWP_NATIVE_PARK`` is not ``0``: the epoll loop's
+handling of events (:func:`_deliver_events`; one-shot registrations and
+closed files' state go to the Python), and inside lwp.socket's ``recv``,
+``recv_into``, ``send`` and ``sendall``, :meth:`Poller.ready`,
+:meth:`Poller.not_ready` and the edge case of :meth:`Poller.wait` (a fresh
+or closed file's state, and a second waiter of one direction, go to the
+Python).  The guarantees above hold on both.
 """
 
 import errno
