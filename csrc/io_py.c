@@ -741,88 +741,83 @@ static int plain_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
     return 1;
 }
 
+/* What tells the C methods below apart. */
+typedef struct {
+    int ref;               /* the Python method: R_RECV ... */
+    Py_ssize_t first_int;  /* arguments from this one on are ints (flags the last) */
+    Py_ssize_t max;        /* how many arguments, at most */
+    sys_call call;
+    int write;
+    /* short (see _io) when flags are 0 on a stream socket; -1 with an error set */
+    Py_ssize_t (*size)(PyObject *const *argv);
+} io_method;
+
+/* The C method m of the socket: the checks, short, then io(). */
+static PyObject *sock_io(const io_method *m, PyObject *self, PyObject *const *args,
+                         Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *lwp, *timeout, *result = NULL;
+    PyObject *argv[4] = {self, zero, zero, zero};
+    Py_ssize_t short_ = 0;
+    int rc;
+
+    if (!plain_args(args, nargs, kwnames, m->first_int, 1, m->max)
+            || (rc = common_case(self, &lwp, &timeout)) == 0)
+        return call_ref(m->ref, self, args, nargs, kwnames);
+    if (rc < 0)
+        return NULL;
+    memcpy(argv + 1, args, nargs * sizeof *args);
+    rc = short_tells_nothing(self, argv[m->max]);
+    if (rc == 0 && (short_ = m->size(argv)) == -1 && PyErr_Occurred())
+        rc = -1;
+    if (rc >= 0)
+        result = io(lwp, timeout, m->call, m->write, short_, argv);
+    Py_DECREF(timeout);
+    Py_DECREF(lwp);
+    return result;
+}
+
+static Py_ssize_t bufsize(PyObject *const *argv)
+{
+    return PyLong_AsSsize_t(argv[1]);
+}
+
+/* nbytes or _nbytes(buffer) */
+static Py_ssize_t room(PyObject *const *argv)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(argv[2]);
+
+    return n == 0 ? nbytes(argv[1]) : n;
+}
+
+static Py_ssize_t data_size(PyObject *const *argv)
+{
+    return nbytes(argv[1]);
+}
+
+static const io_method RECV = {R_RECV, 0, 2, call_recv, 0, bufsize};
+static const io_method RECV_INTO = {R_RECV_INTO, 1, 3, call_recv_into, 0, room};
+static const io_method SEND = {R_SEND, 1, 2, call_send, 1, data_size};
+
 /* socket.recv(bufsize, flags=0) */
 static PyObject *sock_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                            PyObject *kwnames)
 {
-    PyObject *lwp, *timeout, *result = NULL;
-    PyObject *argv[3] = {self, NULL, zero};
-    Py_ssize_t short_ = 0;
-    int rc;
-
-    if (!plain_args(args, nargs, kwnames, 0, 1, 2)
-            || (rc = common_case(self, &lwp, &timeout)) == 0)
-        return call_ref(R_RECV, self, args, nargs, kwnames);
-    if (rc < 0)
-        return NULL;
-    argv[1] = args[0];
-    if (nargs == 2)
-        argv[2] = args[1];
-    rc = short_tells_nothing(self, argv[2]);
-    if (rc == 0 && (short_ = PyLong_AsSsize_t(args[0])) == -1 && PyErr_Occurred())
-        rc = -1;
-    if (rc >= 0)
-        result = io(lwp, timeout, call_recv, 0, short_, argv);
-    Py_DECREF(timeout);
-    Py_DECREF(lwp);
-    return result;
+    return sock_io(&RECV, self, args, nargs, kwnames);
 }
 
 /* socket.recv_into(buffer, nbytes=0, flags=0) */
 static PyObject *sock_recv_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames)
 {
-    PyObject *lwp, *timeout, *result = NULL;
-    PyObject *argv[4] = {self, NULL, zero, zero};
-    Py_ssize_t short_ = 0;
-    int rc;
-
-    if (!plain_args(args, nargs, kwnames, 1, 1, 3)
-            || (rc = common_case(self, &lwp, &timeout)) == 0)
-        return call_ref(R_RECV_INTO, self, args, nargs, kwnames);
-    if (rc < 0)
-        return NULL;
-    memcpy(argv + 1, args, nargs * sizeof *args);
-    rc = short_tells_nothing(self, argv[3]);
-    if (rc == 0) {
-        short_ = PyLong_AsSsize_t(argv[2]);
-        if (short_ == 0)
-            short_ = nbytes(argv[1]);
-        if (short_ == -1 && PyErr_Occurred())
-            rc = -1;
-    }
-    if (rc >= 0)
-        result = io(lwp, timeout, call_recv_into, 0, short_, argv);
-    Py_DECREF(timeout);
-    Py_DECREF(lwp);
-    return result;
+    return sock_io(&RECV_INTO, self, args, nargs, kwnames);
 }
 
 /* socket.send(data, flags=0) */
 static PyObject *sock_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                            PyObject *kwnames)
 {
-    PyObject *lwp, *timeout, *result = NULL;
-    PyObject *argv[3] = {self, NULL, zero};
-    Py_ssize_t short_ = 0;
-    int rc;
-
-    if (!plain_args(args, nargs, kwnames, 1, 1, 2)
-            || (rc = common_case(self, &lwp, &timeout)) == 0)
-        return call_ref(R_SEND, self, args, nargs, kwnames);
-    if (rc < 0)
-        return NULL;
-    argv[1] = args[0];
-    if (nargs == 2)
-        argv[2] = args[1];
-    rc = short_tells_nothing(self, argv[2]);
-    if (rc == 0 && (short_ = nbytes(args[0])) == -1)
-        rc = -1;
-    if (rc >= 0)
-        result = io(lwp, timeout, call_send, 1, short_, argv);
-    Py_DECREF(timeout);
-    Py_DECREF(lwp);
-    return result;
+    return sock_io(&SEND, self, args, nargs, kwnames);
 }
 
 /* socket.sendall(data, flags=0), for bytes: the rest is _send_from's. */
