@@ -605,23 +605,11 @@ static int io_spend(PyObject *lwp)
     return r == NULL ? -1 : 0;
 }
 
-/* The calling kernel thread's LWP (a strong reference, or NULL): park._tls.lwp,
- * which park.set_lwp() copies here, read without a threading.local look-up. */
-static _Thread_local PyObject *this_lwp;
-
-/* _native_bind_lwp(lwp or None): park.set_lwp()'s copy. */
-static PyObject *py_bind_lwp(PyObject *module, PyObject *lwp)
-{
-    (void)module;
-    Py_XSETREF(this_lwp, lwp == Py_None ? NULL : Py_NewRef(lwp));
-    Py_RETURN_NONE;
-}
-
 /* _current_lwp() if it is an LWP running a green thread (new reference),
  * else NULL (no error). */
 static PyObject *green_lwp(void)
 {
-    PyObject *lwp = this_lwp;
+    PyObject *lwp = lwp_park_this_lwp();
 
     if (lwp == NULL || lwp_type == NULL || !PyObject_TypeCheck(lwp, lwp_type)
             || *(PyObject **)((char *)lwp + lwp_fields[L_CURRENT].member->offset) == NULL
@@ -944,8 +932,6 @@ static PyObject *py_socket_methods(PyObject *module, PyObject *const *args, Py_s
 }
 
 static PyMethodDef functions[] = {
-    {"_native_bind_lwp", py_bind_lwp, METH_O,
-     "_native_bind_lwp(lwp or None): park.set_lwp's copy for the C"},
     {"_native_deliver", (PyCFunction)(void (*)(void))py_deliver, METH_FASTCALL,
      "_native_deliver(poller, events): _deliver_events"},
     {"_native_socket_methods", (PyCFunction)(void (*)(void))py_socket_methods, METH_FASTCALL,

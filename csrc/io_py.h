@@ -23,9 +23,6 @@
  *                        sendall of lwp's socket class by C methods; the
  *                        Python ones stay there as _python_recv, ... and
  *                        are what the C falls back to
- *   _native_bind_lwp(lwp)  the calling kernel thread's LWP (or None), which
- *                        park.set_lwp() gives as it sets park._tls.lwp: the
- *                        C reads it from a C thread-local
  *
  * It reads from that module _gens, _FdState, Poller, TIMED_OUT, _leave and
  * the masks _EDGED, _STICKY, _READ_EDGE, _WRITE, _WCLOSED, and wakes and

@@ -1,6 +1,7 @@
 /*
  * park_door.h - the park/wake door of park_py.c for lwp's other C (io_py.c):
- * the same calls as park.waiter(), w.wait(timeout) and w.wake(value), made
+ * park._tls.lwp, and the same calls as park.waiter(), w.wait(timeout) and
+ * w.wake(value), made
  * without a Python-level call when the waiter is the native one.  The caller
  * holds the GIL; lwp_park_py_init() has succeeded.
  */
@@ -8,6 +9,9 @@
 #define LWP_PARK_DOOR_H
 
 #include <Python.h>
+
+/* park._tls.lwp, borrowed; NULL for None (see _native_set_lwp). */
+PyObject *lwp_park_this_lwp(void);
 
 /* park.waiter(): a new reference, or NULL with an exception set. */
 PyObject *lwp_park_waiter(void);

@@ -284,19 +284,22 @@ def test_native_deliver_refuses_what_is_not_a_poller_and_its_events():
 
 
 @native_only
-def test_native_bind_lwp_copy_is_what_the_c_trusts():
+def test_native_set_lwp_copy_is_what_the_c_trusts():
     """park.set_lwp keeps the C's copy; something that is not an LWP there
-    sends the calls down the plain path, as no LWP does."""
+    sends the socket calls down the plain path, as no LWP does."""
     def os_thread(out):
         a, b = socket.socketpair()
         with a, b:
-            poller._native_bind_lwp(object())
-            b.sendall(b"ok")
-            out.append(a.recv(2))
-            poller._native_bind_lwp(None)
+            park._native_set_lwp(object())
+            try:
+                b.sendall(b"ok")
+                out.append(a.recv(2))
+            finally:
+                park._native_set_lwp(None)
+            out.append(type(park._native_waiter()).__name__)
 
     out = []
     t = threading.Thread(target=os_thread, args=(out,))
     t.start()
     t.join()
-    assert out == [b"ok"]
+    assert out == [b"ok", "OSWaiter"]
