@@ -23,6 +23,8 @@ int lwp_io_py_init(const char *module_name)
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <structmember.h>
 #include <sys/socket.h>
 
@@ -199,10 +201,29 @@ static int is_zero(PyObject *timeout)
  * OSError of the errno's class, EINTR retried after the signal handlers
  * ran), but holding the GIL: the call cannot block (MSG_DONTWAIT, even if
  * something made the descriptor blocking), so giving the GIL away and taking
- * it back would be all the cost.  recv receives into the C stack and copies
- * what came, where the module allocates bufsize bytes and shrinks them.
- * Other sizes, types and flags go to the module's method. */
-#define RECV_STACK 65536
+ * it back would be all the cost.  recv receives into a buffer of the kernel
+ * thread's (not its C stack, which a small threading.stack_size() may not
+ * have room for) and copies what came, where the module allocates bufsize
+ * bytes and shrinks them.  Other sizes, types and flags go to the module's
+ * method. */
+#define RECV_BUFFER 65536
+static pthread_key_t recv_buffer_key;  /* its value: the thread's buffer, freed at its exit */
+
+/* The calling thread's receive buffer, or NULL with MemoryError. */
+static char *recv_buffer(void)
+{
+    char *buf = pthread_getspecific(recv_buffer_key);
+
+    if (buf == NULL) {
+        buf = malloc(RECV_BUFFER);
+        if (buf == NULL || pthread_setspecific(recv_buffer_key, buf) != 0) {
+            free(buf);
+            PyErr_NoMemory();
+            return NULL;
+        }
+    }
+    return buf;
+}
 
 static int int_flags(PyObject *flags, int *out)
 {
@@ -221,14 +242,16 @@ static int int_flags(PyObject *flags, int *out)
 /* argv: the socket, bufsize, flags */
 static PyObject *call_recv(int fd, PyObject *const *argv)
 {
-    char buf[RECV_STACK];
     Py_ssize_t size = PyLong_AsSsize_t(argv[1]), n;
     int flags;
+    char *buf;
 
-    if (size < 0 || size > RECV_STACK || !int_flags(argv[2], &flags)) {
+    if (size < 0 || size > RECV_BUFFER || !int_flags(argv[2], &flags)) {
         PyErr_Clear();
         return PyObject_Vectorcall(ss_recv, argv, 3, NULL);
     }
+    if ((buf = recv_buffer()) == NULL)
+        return NULL;
     while ((n = recv(fd, buf, size, flags | MSG_DONTWAIT)) < 0) {
         if (errno != EINTR)
             return PyErr_SetFromErrno(PyExc_OSError);
@@ -966,6 +989,10 @@ static int init(const char *module_name)
 
     if (poller_type != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "lwp_io_py_init() called twice");
+        return -1;
+    }
+    if ((errno = pthread_key_create(&recv_buffer_key, free)) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
     for (i = 0; i < sizeof names / sizeof names[0]; i++)

@@ -141,7 +141,7 @@ def test_arguments_the_fast_path_does_not_take_go_to_the_python_method():
             while len(got) < 7:
                 got += a.recv(100)
             assert got == b"lo123456"
-            big = os.urandom(100_000)  # past the C's stack buffer
+            big = os.urandom(100_000)  # past the C's receive buffer
             b.sendall(big)
             got = b""
             while len(got) < len(big):
@@ -303,3 +303,4 @@ def test_native_set_lwp_copy_is_what_the_c_trusts():
     t.start()
     t.join()
     assert out == [b"ok", "OSWaiter"]
+
