@@ -45,8 +45,9 @@ class LogWriter:
     before it ends, and a write it was waiting for goes on in its activation
     thread.  An entry put after it ended (an application thread writing to
     ``wsgi.errors`` after the server stopped) is written by the caller.  Only
-    once :meth:`close` gave up on a stuck destination are entries dropped,
-    as its note says.
+    once :meth:`close` gave up on a stuck destination are entries dropped:
+    those waiting then and all put later (writing them would hold their
+    callers on the stuck destination), as its note says.
     """
 
     def __init__(self, name, logger):
@@ -133,7 +134,8 @@ class LogWriter:
             with self._lock:
                 lost, self._entries = len(self._entries), []
             note = _record(self.logger, logging.ERROR, "%s: the log did not take its last "
-                           "entries within %s s; %d more dropped", (self.name, timeout, lost), None)
+                           "entries within %s s; %d more dropped, and so is what is "
+                           "logged after this", (self.name, timeout, lost), None)
             spawn(blocking, _handle, self.logger, [note], name=f"{self.name}-log-note")
 
     def _run(self):
