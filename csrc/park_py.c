@@ -21,15 +21,16 @@ int lwp_park_py_init(const char *module_name)
 #else /* CPython */
 
 #include <structmember.h>
-#include <time.h>
 
 #include "builtins.h"
+#include "park_door.h"
 
 /* Objects of lwp._core.park, looked up once by lwp_park_py_init (which
  * keeps them alive for good). */
 static PyObject *tls, *timed_out, *os_waiter;
 static PyObject *st_done, *st_parked, *st_runnable, *st_running;
 static PyTypeObject *waiter_type;
+static int ready;  /* lwp_park_py_init() succeeded */
 
 /* The slots of GreenThread and LWP that the hot path reads and writes,
  * reached through their member descriptors (PyMember_GetOne/SetOne): a
@@ -175,9 +176,7 @@ static PyObject *lwp_of(PyObject *t)
     return lwp;
 }
 
-/* Match positional and keyword arguments to names[0..max): out[] holds the
- * defaults on entry, borrowed references on return.  0, or -1 (TypeError). */
-static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+int lwp_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames, const char *const *names, Py_ssize_t max,
                       PyObject **out)
 {
@@ -224,13 +223,11 @@ static int settled(waiter *self)
 /* -- waiter() ---------------------------------------------------------------- */
 
 /* park.waiter() */
-static PyObject *py_waiter(PyObject *module, PyObject *unused)
+PyObject *lwp_park_waiter(void)
 {
     PyObject *lwp, *t;
     waiter *w;
 
-    (void)module;
-    (void)unused;
 #if PY_VERSION_HEX >= 0x030D0000
     if (PyObject_GetOptionalAttr(tls, s_lwp, &lwp) < 0)
 #else
@@ -259,6 +256,23 @@ static PyObject *py_waiter(PyObject *module, PyObject *unused)
         Py_XDECREF(lwp);
     }
     return PyObject_CallNoArgs(os_waiter);
+}
+
+static PyObject *py_waiter(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return lwp_park_waiter();
+}
+
+int lwp_park_is_green_waiter(PyObject *w)
+{
+    return Py_IS_TYPE(w, waiter_type);
+}
+
+PyObject *lwp_park_timed_out(void)
+{
+    return ready ? timed_out : NULL;
 }
 
 /* -- wake -------------------------------------------------------------------- */
@@ -316,23 +330,12 @@ static PyObject *settle(waiter *self, PyObject *t, PyObject *lwp, PyObject *valu
     Py_RETURN_TRUE;
 }
 
-/* GreenWaiter.wake(value=None, exc=None, timeout=-1) */
-static PyObject *waiter_wake(waiter *self, PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames)
+/* GreenWaiter.wake(value, exc, timeout), the arguments parsed. */
+static PyObject *wake(waiter *self, PyObject *value, PyObject *exc, double timeout)
 {
-    static const char *const names[] = {"value", "exc", "timeout"};
-    PyObject *argv[3] = {Py_None, Py_None, NULL};
     PyObject *t, *lwp = NULL, *lock = NULL, *result = NULL;
-    double timeout = -1;
     int got;
 
-    if (parse_args("wake", args, nargs, kwnames, names, 3, argv) < 0)
-        return NULL;
-    if (argv[2] != NULL) {
-        timeout = PyFloat_AsDouble(argv[2]);
-        if (timeout == -1 && PyErr_Occurred())
-            return NULL;
-    }
     t = thread_of(self);
     if (t == NULL)
         return NULL;
@@ -348,7 +351,7 @@ static PyObject *waiter_wake(waiter *self, PyObject *const *args, Py_ssize_t nar
             result = Py_NewRef(Py_None);
         goto done;
     }
-    result = settle(self, t, lwp, argv[0], argv[1]);
+    result = settle(self, t, lwp, value, exc);
     if (lock_release(lock) < 0)
         Py_CLEAR(result);
 done:
@@ -358,15 +361,30 @@ done:
     return result;
 }
 
-/* -- wait -------------------------------------------------------------------- */
-
-static double monotonic(void)
+/* GreenWaiter.wake(value=None, exc=None, timeout=-1) */
+static PyObject *waiter_wake(waiter *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
 {
-    struct timespec ts;
+    static const char *const names[] = {"value", "exc", "timeout"};
+    PyObject *argv[3] = {Py_None, Py_None, NULL};
+    double timeout = -1;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);  /* time.monotonic()'s clock on Linux */
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    if (lwp_parse_args("wake", args, nargs, kwnames, names, 3, argv) < 0)
+        return NULL;
+    if (argv[2] != NULL) {
+        timeout = PyFloat_AsDouble(argv[2]);
+        if (timeout == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    return wake(self, argv[0], argv[1], timeout);
 }
+
+PyObject *lwp_park_wake(PyObject *w, PyObject *value)
+{
+    return wake((waiter *)w, value, Py_None, -1);
+}
+
+/* -- wait -------------------------------------------------------------------- */
 
 /* What LWP.park_current does next: switch straight to the head of the run
  * queue (DIRECT, and *ticks holds lwp.ticks), start the next new thread on a
@@ -406,7 +424,7 @@ static int next_step(PyObject *lwp, long *ticks)
         Py_DECREF(when);
         if (due == -1 && PyErr_Occurred())
             return -1;
-        if (due <= monotonic())
+        if (due <= lwp_monotonic())
             return HUB;
     } else {
         Py_DECREF(v);
@@ -531,17 +549,12 @@ static PyObject *raise_exc(PyObject *exc)
     return NULL;
 }
 
-/* GreenWaiter.wait(timeout=None) */
-static PyObject *waiter_wait(waiter *self, PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames)
+/* GreenWaiter.wait(timeout) */
+static PyObject *wait(waiter *self, PyObject *timeout)
 {
-    static const char *const names[] = {"timeout"};
-    PyObject *timeout = Py_None;
     PyObject *t, *lwp = NULL, *lock = NULL, *timer = NULL, *result = NULL, *value, *exc, *r;
     int parking;
 
-    if (parse_args("wait", args, nargs, kwnames, names, 1, &timeout) < 0)
-        return NULL;
     t = thread_of(self);
     if (t == NULL)
         return NULL;
@@ -598,6 +611,23 @@ done:
     Py_XDECREF(lwp);
     Py_DECREF(t);
     return result;
+}
+
+/* GreenWaiter.wait(timeout=None) */
+static PyObject *waiter_wait(waiter *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = {"timeout"};
+    PyObject *timeout = Py_None;
+
+    if (lwp_parse_args("wait", args, nargs, kwnames, names, 1, &timeout) < 0)
+        return NULL;
+    return wait(self, timeout);
+}
+
+PyObject *lwp_park_wait(PyObject *w, PyObject *timeout)
+{
+    return wait((waiter *)w, timeout);
 }
 
 /* -- the type ------------------------------------------------------------------ */
@@ -829,6 +859,7 @@ int lwp_park_py_init(const char *module_name)
         PyErr_WriteUnraisable(NULL);
     else
         rc = lwp_add_builtins(module_name, functions);
+    ready = rc == 0;
     PyGILState_Release(gil);
     return rc;
 }

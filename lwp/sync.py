@@ -18,6 +18,7 @@ import time
 from _thread import TIMEOUT_MAX, allocate_lock
 from collections import deque
 
+from ._core import park
 from ._core.park import TIMED_OUT, current, waiter
 
 BrokenBarrierError = threading.BrokenBarrierError
@@ -382,7 +383,12 @@ class BoundedSemaphore(Semaphore):
 
 
 class Event:
-    """A flag threads can wait for, like :class:`threading.Event`."""
+    """A flag threads can wait for, like :class:`threading.Event`.
+
+    This class is the reference; with the native park door (see
+    :mod:`lwp._core.park`) ``lwp.Event`` is its C transcription
+    (``csrc/event_py.c``), with the same methods and guarantees.
+    """
 
     __slots__ = ("_flag", "_mutex", "_waiters")
 
@@ -449,6 +455,24 @@ class Event:
         # mutex, perhaps held by one of them, are gone.
         self._mutex = allocate_lock()
         self._waiters = []
+
+
+PythonEvent = Event
+"""The reference :class:`Event`, whichever is in use (for the tests)."""
+
+
+def _load_native_event():
+    """The native Event (``csrc/event_py.h``), if the native park door is in use."""
+    if not park.NATIVE:
+        return None
+    from lwp._native import lib
+
+    if lib.lwp_event_py_init(__name__.encode()) != 0:
+        return None
+    return _NativeEvent  # noqa: F821 - installed by lwp_event_py_init
+
+
+Event = _load_native_event() or Event
 
 
 class Barrier:

@@ -22,15 +22,17 @@ DOORS = ["native", "python"]
 
 @pytest.fixture(params=DOORS)
 def door(request, monkeypatch):
-    """Make ``park.waiter`` (and lwp.sync's, for Events) the implementation named."""
+    """Make ``park.waiter`` (and lwp.sync's, for Events) and ``lwp.Event`` the
+    implementation named."""
     if request.param == "native":
         if not park.NATIVE:
             pytest.skip("lwp._native is built without the park door")
-        chosen = park._native_waiter
+        chosen, event = park._native_waiter, sync._NativeEvent
     else:
-        chosen = park.python_waiter
+        chosen, event = park.python_waiter, sync.PythonEvent
     monkeypatch.setattr(park, "waiter", chosen)
     monkeypatch.setattr(sync, "waiter", chosen)
+    monkeypatch.setattr(lwp, "Event", event)
     return request.param
 
 
@@ -308,6 +310,26 @@ def test_native_lwp_type_refuses_a_class_without_the_slots():
         park._native_lwp_type(LWP, 0)
     park._native_lwp_type(LWP, _FAIRNESS_TICKS)  # idempotent
     assert lwp.run(lambda: "still runs") == "still runs"
+
+
+@native_only
+def test_native_door_makes_lwp_event():
+    assert lwp.Event is sync._NativeEvent
+    code = "import lwp; from lwp import sync; print(lwp.Event is sync.PythonEvent)"
+    env = dict(os.environ, LWP_NATIVE_PARK="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["True"]
+
+
+@native_only
+def test_native_event_keeps_its_waiters_to_itself():
+    ev = sync._NativeEvent()
+    assert not hasattr(ev, "_mutex")  # the GIL is its mutex (csrc/event_py.h)
+    with pytest.raises(AttributeError):
+        ev._waiters = []
+    with pytest.raises(AttributeError):
+        ev.other = 1
 
 
 @pytest.mark.stress
