@@ -1,6 +1,6 @@
 /*
  * park_door.h - the native park door (csrc/park_py.c) as C functions, for
- * the other native parts built on it (csrc/event_py.c).  Not part of
+ * the other native parts built on it (csrc/event_py.c, csrc/park_lock.c).  Not part of
  * the cffi interface: these run holding the GIL, and only once
  * lwp_park_py_init() has succeeded.
  */

@@ -24,6 +24,7 @@ int lwp_park_py_init(const char *module_name)
 
 #include "builtins.h"
 #include "park_door.h"
+#include "park_lock.h"
 
 /* Objects of lwp._core.park, looked up once by lwp_park_py_init (which
  * keeps them alive for good). */
@@ -66,7 +67,7 @@ static long fairness_ticks;
  * The switch goes through greenlet.switch as the reference's does, not
  * greenlet's C API: PyGreenlet_Switch nests deeper C frames, which greenlet
  * saves with every parked thread (+0.5 KB each, measured). */
-static PyObject *lock_acquire_m, *lock_release_m, *deque_append_m, *deque_popleft_m,
+static PyObject *deque_append_m, *deque_popleft_m,
     *greenlet_switch_m;
 static PyTypeObject *greenlet_type;
 
@@ -84,50 +85,31 @@ typedef struct {
 
 /* -- small helpers ------------------------------------------------------------ */
 
-/* lock.acquire() if timeout < 0, else lock.acquire(True, timeout):
- * 1 if acquired, 0 if not, -1 on error. */
+/* lock.acquire() if timeout < 0, else lock.acquire(True, timeout), for
+ * the LWP's lock (checked to be a _NativeLock): 1 if acquired, 0 if not,
+ * -1 on error. */
 static int lock_acquire(PyObject *lock, double timeout)
 {
-    PyObject *r;
-    int got;
-
-    if (timeout < 0) {
-        r = PyObject_Vectorcall(lock_acquire_m, &lock, 1, NULL);
-    } else {
-        PyObject *seconds = PyFloat_FromDouble(timeout);
-        PyObject *args[3] = {lock, Py_True, seconds};
-
-        if (seconds == NULL)
-            return -1;
-        r = PyObject_Vectorcall(lock_acquire_m, args, 3, NULL);
-        Py_DECREF(seconds);
-    }
-    if (r == NULL)
+    if (!lwp_lock_check(lock)) {
+        PyErr_Format(PyExc_TypeError, "not a _NativeLock: %R", lock);
         return -1;
-    got = PyObject_IsTrue(r);
-    Py_DECREF(r);
-    return got;
+    }
+    return lwp_lock_acquire(lock, timeout);
 }
 
 /* lock.release(), as in a `finally:` block: an error already set is kept
  * (and returned as -1), one raised by the release only when none was. */
 static int lock_release(PyObject *lock)
 {
-    PyObject *type, *value, *tb, *r;
+    PyObject *type, *value, *tb;
 
+    if (!PyErr_Occurred())
+        return lwp_lock_release(lock);
     PyErr_Fetch(&type, &value, &tb);
-    r = PyObject_Vectorcall(lock_release_m, &lock, 1, NULL);
-    if (type != NULL) {
-        if (r == NULL)
-            PyErr_Clear();
-        Py_XDECREF(r);
-        PyErr_Restore(type, value, tb);
-        return -1;
-    }
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
+    lwp_lock_release(lock);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return -1;
 }
 
 /* obj.<field i> is target, as a 0/1 answer; -1 on error. */
@@ -784,8 +766,6 @@ static PyObject *attr_of(const char *module_name, const char *name)
 static int load_methods(void)
 {
     static struct { PyObject **var; const char *module, *type, *name; } methods[] = {
-        {&lock_acquire_m, "_thread", "LockType", "acquire"},
-        {&lock_release_m, "_thread", "LockType", "release"},
         {&deque_append_m, "collections", "deque", "append"},
         {&deque_popleft_m, "collections", "deque", "popleft"},
         {&greenlet_switch_m, "greenlet", "greenlet", "switch"},
@@ -813,6 +793,7 @@ static int init(const char *module_name)
         {&st_running, "RUNNING"},
     };
     PyObject *name, *module;
+    PyTypeObject *lock_type = NULL;
     size_t i;
     int rc = -1;
 
@@ -839,6 +820,9 @@ static int init(const char *module_name)
     greenlet_type = (PyTypeObject *)attr_of("greenlet", "greenlet");
     if (greenlet_type == NULL)
         goto done;
+    lock_type = lwp_lock_type_new();
+    if (lock_type == NULL || PyModule_AddObjectRef(module, "_NativeLock", (PyObject *)lock_type) < 0)
+        goto done;
     waiter_type = (PyTypeObject *)PyType_FromSpec(&waiter_spec);
     if (waiter_type == NULL
             || PyObject_SetAttrString((PyObject *)waiter_type, "late", Py_None) < 0
@@ -846,6 +830,7 @@ static int init(const char *module_name)
         goto done;
     rc = 0;
 done:
+    Py_XDECREF(lock_type);
     Py_DECREF(module);
     return rc;
 }

@@ -21,7 +21,6 @@ import heapq
 import os
 import threading
 import time
-from _thread import allocate_lock
 from _thread import get_ident as _kernel_ident
 from time import monotonic as _monotonic
 from collections import deque
@@ -106,7 +105,7 @@ class LWP:
         self.ident = None         # kernel thread id, once started
         self.hub = None
         self.current = None       # the green thread running now, or None in the hub
-        self._lock = allocate_lock()
+        self._lock = park.new_lock()
         self._inbox = deque()
         self._calls = deque()
         self._newq = deque()

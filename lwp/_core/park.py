@@ -311,8 +311,12 @@ python_waiter = waiter
 """The reference :func:`waiter`, whichever is in use (for the tests)."""
 
 NATIVE = _load_native()
+new_lock = allocate_lock
+"""A new lock for an LWP (its ``_lock``): the native door's own (``_NativeLock``,
+which its C takes without a method call) when that door is on."""
 if NATIVE:
     waiter = _native_waiter  # noqa: F821 - installed by lwp_park_py_init
+    new_lock = _NativeLock  # noqa: F821 - installed by lwp_park_py_init
 
 # Last: the poller imports this module's waiter.  Imported here, not in the
 # functions that use it, so that a socket closed by a finalizer at interpreter
