@@ -33,10 +33,11 @@ static PyObject *st_done, *st_parked, *st_runnable, *st_running;
 static PyTypeObject *waiter_type;
 static int ready;  /* lwp_park_py_init() succeeded */
 
-/* The slots of GreenThread and LWP that the hot path reads and writes,
- * reached through their member descriptors (PyMember_GetOne/SetOne): a
- * fraction of the cost of PyObject_GetAttr, which looks the name up in the
- * type and the instance first. */
+/* The slots of GreenThread and LWP that the hot path reads and writes, at
+ * the offsets their member descriptors give: a fraction of the cost of
+ * PyObject_GetAttr, which looks the name up in the type and the instance
+ * first.  GET and SET below do what PyMember_GetOne/SetOne do for such a
+ * slot (T_OBJECT_EX, writable, not audited: load_fields checks), inline. */
 typedef struct {
     const char *name;
     PyObject *descr;     /* the member descriptor, kept alive */
@@ -74,8 +75,28 @@ static PyTypeObject *greenlet_type;
 static PyObject *s_lwp, *s_current, *s_when, *s__take_new, *s__spare, *s_hub, *s_call_later,
     *s_cancel, *s__make_runnable, *s_wake;
 
-#define GET(obj, fields, i) PyMember_GetOne((const char *)(obj), (fields)[i].member)
-#define SET(obj, fields, i, v) PyMember_SetOne((char *)(obj), (fields)[i].member, (v))
+#define GET(obj, fields, i) get_slot((obj), &(fields)[i])
+#define SET(obj, fields, i, v) set_slot((obj), &(fields)[i], (v))
+
+/* obj.<f> (new reference), or NULL with AttributeError if unset. */
+static inline PyObject *get_slot(PyObject *obj, const field *f)
+{
+    PyObject *v = *(PyObject **)((char *)obj + f->member->offset);
+
+    if (v == NULL) {
+        PyErr_Format(PyExc_AttributeError, "'%.200s' object has no attribute '%s'",
+                     Py_TYPE(obj)->tp_name, f->name);
+        return NULL;
+    }
+    return Py_NewRef(v);
+}
+
+/* obj.<f> = v; always 0 (an int, for the callers' `|| SET(...) < 0`). */
+static inline int set_slot(PyObject *obj, const field *f, PyObject *v)
+{
+    Py_XSETREF(*(PyObject **)((char *)obj + f->member->offset), Py_NewRef(v));
+    return 0;
+}
 
 typedef struct {
     PyObject_HEAD
@@ -685,7 +706,8 @@ static int load_fields(PyTypeObject *type, field *fields, int n)
         PyObject *d = PyObject_GetAttrString((PyObject *)type, fields[i].name);
 
         if (d != NULL && (!Py_IS_TYPE(d, &PyMemberDescr_Type)
-                          || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)) {
+                          || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX
+                          || ((PyMemberDescrObject *)d)->d_member->flags != 0)) {
             PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, fields[i].name);
             Py_CLEAR(d);
         }
