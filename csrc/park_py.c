@@ -31,6 +31,8 @@ int lwp_park_py_init(const char *module_name)
 static PyObject *tls, *timed_out, *os_waiter;
 static PyObject *st_done, *st_parked, *st_runnable, *st_running;
 static PyTypeObject *waiter_type;
+/* (True, None): the outcome of wake(True), how lwp.sync hands off, made once. */
+static PyObject *true_outcome;
 static int ready;  /* lwp_park_py_init() succeeded */
 
 /* The slots of GreenThread and LWP that the hot path reads and writes, at
@@ -321,8 +323,9 @@ static PyObject *settle(waiter *self, PyObject *t, PyObject *lwp, PyObject *valu
     is = field_is(t, thread_fields, T_STATE, st_done);
     if (is != 0)
         return is < 0 ? NULL : Py_NewRef(Py_False);
-    outcome = PyTuple_Pack(2, value, exc);
-    if (outcome == NULL)
+    if (value == Py_True && exc == Py_None)
+        outcome = Py_NewRef(true_outcome);
+    else if ((outcome = PyTuple_Pack(2, value, exc)) == NULL)
         return NULL;
     Py_XSETREF(self->outcome, outcome);
     is = field_is(t, thread_fields, T_WAITING, (PyObject *)self);
@@ -824,6 +827,7 @@ static int init(const char *module_name)
         return -1;
     }
     if (intern_names() < 0 || load_methods() < 0
+            || (true_outcome = PyTuple_Pack(2, Py_True, Py_None)) == NULL
             || (name = PyUnicode_FromString(module_name)) == NULL)
         return -1;
     module = PyImport_GetModule(name);
