@@ -1,9 +1,13 @@
 /*
  * park_lock.c - see park_lock.h: the LWP's lock, taken directly by the C.
  *
- * The Python methods follow CPython's _thread.lock (Modules/_threadmodule.c
- * of 3.11): the same arguments, checks and messages, and the same retry of
- * an interrupted wait after running the signal handlers.
+ * A POSIX semaphore of value 1, as CPython's own locks are on Linux, used
+ * directly: PyThread_acquire_lock_timed() reads the clock to compute a
+ * deadline even when it is not to wait, which costs more than the
+ * sem_trywait() that takes a free lock.  The Python methods follow
+ * CPython's _thread.lock (Modules/_threadmodule.c of 3.11): the same
+ * arguments, checks and messages, and the same retry of an interrupted wait
+ * after running the signal handlers.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -12,12 +16,17 @@
 
 #ifndef PYPY_VERSION
 
+#include <errno.h>
+#include <math.h>
+#include <semaphore.h>
+#include <time.h>
+
 #include "park_door.h"
 
 typedef struct {
     PyObject_HEAD
-    PyThread_type_lock lock;
-    char locked;  /* written by the holder only */
+    sem_t sem;    /* 1: free, 0: held */
+    char locked;  /* written under the GIL by whoever takes or frees it */
 } lock;
 
 static PyTypeObject *lock_type;
@@ -30,28 +39,40 @@ int lwp_lock_check(PyObject *obj)
 int lwp_lock_acquire(PyObject *obj, double timeout)
 {
     lock *self = (lock *)obj;
-    PyLockStatus r = PyThread_acquire_lock_timed(self->lock, 0, 0);
-    double deadline = timeout > 0 ? lwp_monotonic() + timeout : 0;
+    struct timespec deadline;
+    int r, err = 0;
 
-    while (r != PY_LOCK_ACQUIRED && timeout != 0) {
-        PY_TIMEOUT_T us = timeout < 0 ? -1 : (PY_TIMEOUT_T)(timeout * 1e6);
-
-        Py_BEGIN_ALLOW_THREADS
-        r = PyThread_acquire_lock_timed(self->lock, us, 1);
-        Py_END_ALLOW_THREADS
-        if (r != PY_LOCK_INTR)
-            break;
-        if (Py_MakePendingCalls() < 0)
-            return -1;
+    r = sem_trywait(&self->sem);
+    if (r != 0 && timeout != 0) {
         if (timeout > 0) {
-            timeout = deadline - lwp_monotonic();
-            if (timeout <= 0) {  /* one last try without waiting, as _thread does */
-                r = PyThread_acquire_lock_timed(self->lock, 0, 0);
-                break;
+            double whole, fraction = modf(timeout, &whole);
+
+            clock_gettime(CLOCK_MONOTONIC, &deadline);
+            deadline.tv_sec += (time_t)whole;
+            deadline.tv_nsec += (long)(fraction * 1e9);
+            if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec += 1;
+                deadline.tv_nsec -= 1000000000L;
             }
         }
+        for (;;) {
+            Py_BEGIN_ALLOW_THREADS
+            r = timeout < 0 ? sem_wait(&self->sem)
+                : sem_clockwait(&self->sem, CLOCK_MONOTONIC, &deadline);
+            err = errno;
+            Py_END_ALLOW_THREADS
+            if (r == 0 || err != EINTR)
+                break;
+            if (Py_MakePendingCalls() < 0)  /* a signal handler raised */
+                return -1;
+        }
+        if (r != 0 && err != ETIMEDOUT) {
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
     }
-    if (r != PY_LOCK_ACQUIRED)
+    if (r != 0)
         return 0;
     self->locked = 1;
     return 1;
@@ -66,7 +87,7 @@ int lwp_lock_release(PyObject *obj)
         return -1;
     }
     self->locked = 0;
-    PyThread_release_lock(self->lock);
+    sem_post(&self->sem);
     return 0;
 }
 
@@ -99,7 +120,7 @@ static PyObject *lock_py_acquire(PyObject *self, PyObject *const *args, Py_ssize
             PyErr_SetString(PyExc_ValueError, "timeout value must be positive");
             return NULL;
         }
-        if (timeout > (double)PY_TIMEOUT_MAX * 1e-6) {
+        if (timeout > (double)PY_TIMEOUT_MAX * 1e-6) {  /* _thread.TIMEOUT_MAX */
             PyErr_SetString(PyExc_OverflowError, "timeout value is too large");
             return NULL;
         }
@@ -154,11 +175,7 @@ static PyObject *lock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL)
         return NULL;
     self->locked = 0;
-    self->lock = PyThread_allocate_lock();
-    if (self->lock == NULL) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
-    }
+    sem_init(&self->sem, 0, 1);  /* cannot fail: not shared, value 1 */
     return (PyObject *)self;
 }
 
@@ -167,11 +184,7 @@ static void lock_dealloc(PyObject *obj)
     lock *self = (lock *)obj;
     PyTypeObject *type = Py_TYPE(obj);
 
-    if (self->lock != NULL) {
-        if (self->locked)
-            PyThread_release_lock(self->lock);
-        PyThread_free_lock(self->lock);
-    }
+    sem_destroy(&self->sem);
     type->tp_free(obj);
     Py_DECREF(type);
 }

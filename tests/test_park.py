@@ -391,7 +391,8 @@ class _Interrupt(Exception):
 @native_only
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                     reason="signals reach only the main thread")
-def test_native_lock_acquire_runs_signal_handlers_and_a_raise_interrupts_it():
+@pytest.mark.parametrize("timeout", [30, -1])
+def test_native_lock_acquire_runs_signal_handlers_and_a_raise_interrupts_it(timeout):
     """As _thread.lock: a handler that returns lets the wait go on; one that
     raises ends it with its exception, the lock not taken."""
     import signal
@@ -418,7 +419,7 @@ def test_native_lock_acquire_runs_signal_handlers_and_a_raise_interrupts_it():
     helper.start()
     try:
         with pytest.raises(_Interrupt):
-            lock.acquire(True, 30)
+            lock.acquire(True, timeout)
     finally:
         stop.set()
         helper.join(10)
