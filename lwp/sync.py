@@ -7,7 +7,9 @@ runs others), an OS thread that waits blocks on a kernel lock.  Code ports from
 ``threading`` by changing the import.
 
 Each primitive keeps its state under a short internal mutex, never held while
-waiting, and a FIFO of one-shot waiters (see :mod:`lwp._core.park`).  Releasing
+waiting, and a FIFO of one-shot waiters (see :mod:`lwp._core.park`).  With
+the native park door, ``Event`` is in C (``csrc/event_py.c``, see
+:class:`Event`), where the GIL is that mutex.  Releasing
 a ``Lock`` or a ``Semaphore`` hands it straight to the first waiter still
 waiting, so waiters are served in order and a waiter that times out or is
 cancelled at the same moment can never swallow the hand-off.

@@ -93,8 +93,8 @@ class LWP:
     """A kernel thread running green threads.  Made and started by the Scheduler."""
 
     # The fields the native park/wake door reads and writes (csrc/park_py.c)
-    # are slots, which it reaches through their descriptors; the others live
-    # in the instance dict.
+    # are slots, which it reaches at the offsets their descriptors give; the
+    # others live in the instance dict.
     __slots__ = ("_lock", "_inbox", "_calls", "_newq", "_shuffle", "_runq", "_timers",
                  "ticks", "current", "ident", "__dict__", "__weakref__")
 
