@@ -24,6 +24,7 @@ int lwp_event_py_init(const char *module_name)
 #include <math.h>
 #include <structmember.h>
 
+#include "builtins.h"
 #include "park_door.h"
 
 typedef struct {
@@ -274,7 +275,7 @@ static PyType_Spec event_spec = {
 
 static int init(const char *module_name)
 {
-    PyObject *name, *module;
+    PyObject *module;
     int rc;
 
     if (event_type != NULL) {
@@ -283,15 +284,8 @@ static int init(const char *module_name)
     }
     if ((s_wake = PyUnicode_InternFromString("wake")) == NULL
             || (s_wait = PyUnicode_InternFromString("wait")) == NULL
-            || (name = PyUnicode_FromString(module_name)) == NULL)
+            || (module = lwp_imported_module(module_name)) == NULL)
         return -1;
-    module = PyImport_GetModule(name);
-    Py_DECREF(name);
-    if (module == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_ImportError, "module %s is not imported", module_name);
-        return -1;
-    }
     event_type = (PyTypeObject *)PyType_FromSpec(&event_spec);
     rc = event_type == NULL
         || PyModule_AddObjectRef(module, "_NativeEvent", (PyObject *)event_type) < 0 ? -1 : 0;

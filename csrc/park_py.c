@@ -817,7 +817,7 @@ static int init(const char *module_name)
         {&st_done, "DONE"}, {&st_parked, "PARKED"}, {&st_runnable, "RUNNABLE"},
         {&st_running, "RUNNING"},
     };
-    PyObject *name, *module;
+    PyObject *module;
     PyTypeObject *lock_type = NULL;
     size_t i;
     int rc = -1;
@@ -828,15 +828,8 @@ static int init(const char *module_name)
     }
     if (intern_names() < 0 || load_methods() < 0
             || (true_outcome = PyTuple_Pack(2, Py_True, Py_None)) == NULL
-            || (name = PyUnicode_FromString(module_name)) == NULL)
+            || (module = lwp_imported_module(module_name)) == NULL)
         return -1;
-    module = PyImport_GetModule(name);
-    Py_DECREF(name);
-    if (module == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_ImportError, "module %s is not imported", module_name);
-        return -1;
-    }
     for (i = 0; i < sizeof objects / sizeof objects[0]; i++)
         if ((*objects[i].var = PyObject_GetAttrString(module, objects[i].name)) == NULL)
             goto done;
