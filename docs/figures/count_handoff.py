@@ -5,7 +5,7 @@ number of instructions a hand-off executes does not.  Each row runs the
 ping-pong of ``python -m lwp.bench event_handoff`` (two threads, one LWP, the
 monitor off) for 1,000 and for 11,000 round trips under callgrind, and
 divides the difference by the 20,000 extra one-way hand-offs, so start-up and
-shutdown cancel out.  Needs valgrind; takes two or three minutes.
+shutdown cancel out.  Needs valgrind; takes a minute or two.
 
 The rows: lwp with the native door (``lwp.Event`` in C, ``csrc/event_py.c``,
 over the C waiter and the LWP's C lock); the same door with the reference
