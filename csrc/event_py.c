@@ -51,11 +51,12 @@ static PyObject *event_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)self;
 }
 
-/* Event() takes no arguments; a subclass's __init__ may. */
+/* Event.__init__() takes no arguments; a subclass's __init__ may (tp_new
+ * ignores them). */
 static int event_init(PyObject *self, PyObject *args, PyObject *kwds)
 {
-    if (Py_IS_TYPE(self, event_type)
-            && (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0))) {
+    (void)self;
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
         PyErr_SetString(PyExc_TypeError, "Event() takes no arguments");
         return -1;
     }
@@ -95,10 +96,11 @@ static PyObject *event_set(event *self, PyObject *unused)
     self->waiters = fresh;
     /* end */
     for (i = 0; i < PyList_GET_SIZE(waiters); i++) {
-        PyObject *w = PyList_GET_ITEM(waiters, i);
+        PyObject *w = Py_NewRef(PyList_GET_ITEM(waiters, i));  /* wake may run Python code */
 
         r = lwp_park_is_green_waiter(w) ? lwp_park_wake(w, Py_True)
             : PyObject_CallMethodOneArg(w, s_wake, Py_True);
+        Py_DECREF(w);
         if (r == NULL) {
             Py_DECREF(waiters);
             return NULL;

@@ -611,6 +611,8 @@ def test_event_takes_threading_arguments(event_class):
     with pytest.raises(TypeError):
         event_class(1)
     with pytest.raises(TypeError):
+        type("Sub", (event_class,), {})(1)
+    with pytest.raises(TypeError):
         ev.wait(1, 2)
     with pytest.raises(TypeError):
         ev.wait(delay=1)
