@@ -21,20 +21,25 @@ int lwp_park_py_init(const char *module_name)
 #else /* CPython */
 
 #include <structmember.h>
-#include <time.h>
 
 #include "builtins.h"
+#include "park_door.h"
+#include "park_lock.h"
 
 /* Objects of lwp._core.park, looked up once by lwp_park_py_init (which
  * keeps them alive for good). */
 static PyObject *tls, *timed_out, *os_waiter;
 static PyObject *st_done, *st_parked, *st_runnable, *st_running;
 static PyTypeObject *waiter_type;
+/* (True, None): the outcome of wake(True), how lwp.sync hands off, made once. */
+static PyObject *true_outcome;
+static int ready;  /* lwp_park_py_init() succeeded */
 
-/* The slots of GreenThread and LWP that the hot path reads and writes,
- * reached through their member descriptors (PyMember_GetOne/SetOne): a
- * fraction of the cost of PyObject_GetAttr, which looks the name up in the
- * type and the instance first. */
+/* The slots of GreenThread and LWP that the hot path reads and writes, at
+ * the offsets their member descriptors give: a fraction of the cost of
+ * PyObject_GetAttr, which looks the name up in the type and the instance
+ * first.  GET and SET below do what PyMember_GetOne/SetOne do for such a
+ * slot (T_OBJECT_EX, writable, not audited: load_fields checks), inline. */
 typedef struct {
     const char *name;
     PyObject *descr;     /* the member descriptor, kept alive */
@@ -65,15 +70,35 @@ static long fairness_ticks;
  * The switch goes through greenlet.switch as the reference's does, not
  * greenlet's C API: PyGreenlet_Switch nests deeper C frames, which greenlet
  * saves with every parked thread (+0.5 KB each, measured). */
-static PyObject *lock_acquire_m, *lock_release_m, *deque_append_m, *deque_popleft_m,
+static PyObject *deque_append_m, *deque_popleft_m,
     *greenlet_switch_m;
 static PyTypeObject *greenlet_type;
 
 static PyObject *s_lwp, *s_current, *s_when, *s__take_new, *s__spare, *s_hub, *s_call_later,
     *s_cancel, *s__make_runnable, *s_wake;
 
-#define GET(obj, fields, i) PyMember_GetOne((const char *)(obj), (fields)[i].member)
-#define SET(obj, fields, i, v) PyMember_SetOne((char *)(obj), (fields)[i].member, (v))
+#define GET(obj, fields, i) get_slot((obj), &(fields)[i])
+#define SET(obj, fields, i, v) set_slot((obj), &(fields)[i], (v))
+
+/* obj.<f> (new reference), or NULL with AttributeError if unset. */
+static inline PyObject *get_slot(PyObject *obj, const field *f)
+{
+    PyObject *v = *(PyObject **)((char *)obj + f->member->offset);
+
+    if (v == NULL) {
+        PyErr_Format(PyExc_AttributeError, "'%.200s' object has no attribute '%s'",
+                     Py_TYPE(obj)->tp_name, f->name);
+        return NULL;
+    }
+    return Py_NewRef(v);
+}
+
+/* obj.<f> = v; always 0 (an int, for the callers' `|| SET(...) < 0`). */
+static inline int set_slot(PyObject *obj, const field *f, PyObject *v)
+{
+    Py_XSETREF(*(PyObject **)((char *)obj + f->member->offset), Py_NewRef(v));
+    return 0;
+}
 
 typedef struct {
     PyObject_HEAD
@@ -83,50 +108,31 @@ typedef struct {
 
 /* -- small helpers ------------------------------------------------------------ */
 
-/* lock.acquire() if timeout < 0, else lock.acquire(True, timeout):
- * 1 if acquired, 0 if not, -1 on error. */
+/* lock.acquire() if timeout < 0, else lock.acquire(True, timeout), for
+ * the LWP's lock (checked to be a _NativeLock): 1 if acquired, 0 if not,
+ * -1 on error. */
 static int lock_acquire(PyObject *lock, double timeout)
 {
-    PyObject *r;
-    int got;
-
-    if (timeout < 0) {
-        r = PyObject_Vectorcall(lock_acquire_m, &lock, 1, NULL);
-    } else {
-        PyObject *seconds = PyFloat_FromDouble(timeout);
-        PyObject *args[3] = {lock, Py_True, seconds};
-
-        if (seconds == NULL)
-            return -1;
-        r = PyObject_Vectorcall(lock_acquire_m, args, 3, NULL);
-        Py_DECREF(seconds);
-    }
-    if (r == NULL)
+    if (!lwp_lock_check(lock)) {
+        PyErr_Format(PyExc_TypeError, "not a _NativeLock: %R", lock);
         return -1;
-    got = PyObject_IsTrue(r);
-    Py_DECREF(r);
-    return got;
+    }
+    return lwp_lock_acquire(lock, timeout);
 }
 
 /* lock.release(), as in a `finally:` block: an error already set is kept
  * (and returned as -1), one raised by the release only when none was. */
 static int lock_release(PyObject *lock)
 {
-    PyObject *type, *value, *tb, *r;
+    PyObject *type, *value, *tb;
 
+    if (!PyErr_Occurred())
+        return lwp_lock_release(lock);
     PyErr_Fetch(&type, &value, &tb);
-    r = PyObject_Vectorcall(lock_release_m, &lock, 1, NULL);
-    if (type != NULL) {
-        if (r == NULL)
-            PyErr_Clear();
-        Py_XDECREF(r);
-        PyErr_Restore(type, value, tb);
-        return -1;
-    }
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
+    lwp_lock_release(lock);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return -1;
 }
 
 /* obj.<field i> is target, as a 0/1 answer; -1 on error. */
@@ -175,9 +181,7 @@ static PyObject *lwp_of(PyObject *t)
     return lwp;
 }
 
-/* Match positional and keyword arguments to names[0..max): out[] holds the
- * defaults on entry, borrowed references on return.  0, or -1 (TypeError). */
-static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+int lwp_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames, const char *const *names, Py_ssize_t max,
                       PyObject **out)
 {
@@ -224,13 +228,11 @@ static int settled(waiter *self)
 /* -- waiter() ---------------------------------------------------------------- */
 
 /* park.waiter() */
-static PyObject *py_waiter(PyObject *module, PyObject *unused)
+PyObject *lwp_park_waiter(void)
 {
     PyObject *lwp, *t;
     waiter *w;
 
-    (void)module;
-    (void)unused;
 #if PY_VERSION_HEX >= 0x030D0000
     if (PyObject_GetOptionalAttr(tls, s_lwp, &lwp) < 0)
 #else
@@ -259,6 +261,23 @@ static PyObject *py_waiter(PyObject *module, PyObject *unused)
         Py_XDECREF(lwp);
     }
     return PyObject_CallNoArgs(os_waiter);
+}
+
+static PyObject *py_waiter(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return lwp_park_waiter();
+}
+
+int lwp_park_is_green_waiter(PyObject *w)
+{
+    return Py_IS_TYPE(w, waiter_type);
+}
+
+PyObject *lwp_park_timed_out(void)
+{
+    return ready ? timed_out : NULL;
 }
 
 /* -- wake -------------------------------------------------------------------- */
@@ -304,8 +323,9 @@ static PyObject *settle(waiter *self, PyObject *t, PyObject *lwp, PyObject *valu
     is = field_is(t, thread_fields, T_STATE, st_done);
     if (is != 0)
         return is < 0 ? NULL : Py_NewRef(Py_False);
-    outcome = PyTuple_Pack(2, value, exc);
-    if (outcome == NULL)
+    if (value == Py_True && exc == Py_None)
+        outcome = Py_NewRef(true_outcome);
+    else if ((outcome = PyTuple_Pack(2, value, exc)) == NULL)
         return NULL;
     Py_XSETREF(self->outcome, outcome);
     is = field_is(t, thread_fields, T_WAITING, (PyObject *)self);
@@ -316,23 +336,12 @@ static PyObject *settle(waiter *self, PyObject *t, PyObject *lwp, PyObject *valu
     Py_RETURN_TRUE;
 }
 
-/* GreenWaiter.wake(value=None, exc=None, timeout=-1) */
-static PyObject *waiter_wake(waiter *self, PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames)
+/* GreenWaiter.wake(value, exc, timeout), the arguments parsed. */
+static PyObject *wake(waiter *self, PyObject *value, PyObject *exc, double timeout)
 {
-    static const char *const names[] = {"value", "exc", "timeout"};
-    PyObject *argv[3] = {Py_None, Py_None, NULL};
     PyObject *t, *lwp = NULL, *lock = NULL, *result = NULL;
-    double timeout = -1;
     int got;
 
-    if (parse_args("wake", args, nargs, kwnames, names, 3, argv) < 0)
-        return NULL;
-    if (argv[2] != NULL) {
-        timeout = PyFloat_AsDouble(argv[2]);
-        if (timeout == -1 && PyErr_Occurred())
-            return NULL;
-    }
     t = thread_of(self);
     if (t == NULL)
         return NULL;
@@ -348,7 +357,7 @@ static PyObject *waiter_wake(waiter *self, PyObject *const *args, Py_ssize_t nar
             result = Py_NewRef(Py_None);
         goto done;
     }
-    result = settle(self, t, lwp, argv[0], argv[1]);
+    result = settle(self, t, lwp, value, exc);
     if (lock_release(lock) < 0)
         Py_CLEAR(result);
 done:
@@ -358,15 +367,30 @@ done:
     return result;
 }
 
-/* -- wait -------------------------------------------------------------------- */
-
-static double monotonic(void)
+/* GreenWaiter.wake(value=None, exc=None, timeout=-1) */
+static PyObject *waiter_wake(waiter *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
 {
-    struct timespec ts;
+    static const char *const names[] = {"value", "exc", "timeout"};
+    PyObject *argv[3] = {Py_None, Py_None, NULL};
+    double timeout = -1;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);  /* time.monotonic()'s clock on Linux */
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    if (lwp_parse_args("wake", args, nargs, kwnames, names, 3, argv) < 0)
+        return NULL;
+    if (argv[2] != NULL) {
+        timeout = PyFloat_AsDouble(argv[2]);
+        if (timeout == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    return wake(self, argv[0], argv[1], timeout);
 }
+
+PyObject *lwp_park_wake(PyObject *w, PyObject *value)
+{
+    return wake((waiter *)w, value, Py_None, -1);
+}
+
+/* -- wait -------------------------------------------------------------------- */
 
 /* What LWP.park_current does next: switch straight to the head of the run
  * queue (DIRECT, and *ticks holds lwp.ticks), start the next new thread on a
@@ -406,7 +430,7 @@ static int next_step(PyObject *lwp, long *ticks)
         Py_DECREF(when);
         if (due == -1 && PyErr_Occurred())
             return -1;
-        if (due <= monotonic())
+        if (due <= lwp_monotonic())
             return HUB;
     } else {
         Py_DECREF(v);
@@ -531,17 +555,12 @@ static PyObject *raise_exc(PyObject *exc)
     return NULL;
 }
 
-/* GreenWaiter.wait(timeout=None) */
-static PyObject *waiter_wait(waiter *self, PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames)
+/* GreenWaiter.wait(timeout) */
+static PyObject *wait(waiter *self, PyObject *timeout)
 {
-    static const char *const names[] = {"timeout"};
-    PyObject *timeout = Py_None;
     PyObject *t, *lwp = NULL, *lock = NULL, *timer = NULL, *result = NULL, *value, *exc, *r;
     int parking;
 
-    if (parse_args("wait", args, nargs, kwnames, names, 1, &timeout) < 0)
-        return NULL;
     t = thread_of(self);
     if (t == NULL)
         return NULL;
@@ -598,6 +617,23 @@ done:
     Py_XDECREF(lwp);
     Py_DECREF(t);
     return result;
+}
+
+/* GreenWaiter.wait(timeout=None) */
+static PyObject *waiter_wait(waiter *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = {"timeout"};
+    PyObject *timeout = Py_None;
+
+    if (lwp_parse_args("wait", args, nargs, kwnames, names, 1, &timeout) < 0)
+        return NULL;
+    return wait(self, timeout);
+}
+
+PyObject *lwp_park_wait(PyObject *w, PyObject *timeout)
+{
+    return wait((waiter *)w, timeout);
 }
 
 /* -- the type ------------------------------------------------------------------ */
@@ -673,7 +709,8 @@ static int load_fields(PyTypeObject *type, field *fields, int n)
         PyObject *d = PyObject_GetAttrString((PyObject *)type, fields[i].name);
 
         if (d != NULL && (!Py_IS_TYPE(d, &PyMemberDescr_Type)
-                          || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)) {
+                          || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX
+                          || ((PyMemberDescrObject *)d)->d_member->flags != 0)) {
             PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, fields[i].name);
             Py_CLEAR(d);
         }
@@ -754,8 +791,6 @@ static PyObject *attr_of(const char *module_name, const char *name)
 static int load_methods(void)
 {
     static struct { PyObject **var; const char *module, *type, *name; } methods[] = {
-        {&lock_acquire_m, "_thread", "LockType", "acquire"},
-        {&lock_release_m, "_thread", "LockType", "release"},
         {&deque_append_m, "collections", "deque", "append"},
         {&deque_popleft_m, "collections", "deque", "popleft"},
         {&greenlet_switch_m, "greenlet", "greenlet", "switch"},
@@ -782,7 +817,8 @@ static int init(const char *module_name)
         {&st_done, "DONE"}, {&st_parked, "PARKED"}, {&st_runnable, "RUNNABLE"},
         {&st_running, "RUNNING"},
     };
-    PyObject *name, *module;
+    PyObject *module;
+    PyTypeObject *lock_type = NULL;
     size_t i;
     int rc = -1;
 
@@ -791,15 +827,9 @@ static int init(const char *module_name)
         return -1;
     }
     if (intern_names() < 0 || load_methods() < 0
-            || (name = PyUnicode_FromString(module_name)) == NULL)
+            || (true_outcome = PyTuple_Pack(2, Py_True, Py_None)) == NULL
+            || (module = lwp_imported_module(module_name)) == NULL)
         return -1;
-    module = PyImport_GetModule(name);
-    Py_DECREF(name);
-    if (module == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_ImportError, "module %s is not imported", module_name);
-        return -1;
-    }
     for (i = 0; i < sizeof objects / sizeof objects[0]; i++)
         if ((*objects[i].var = PyObject_GetAttrString(module, objects[i].name)) == NULL)
             goto done;
@@ -809,6 +839,9 @@ static int init(const char *module_name)
     greenlet_type = (PyTypeObject *)attr_of("greenlet", "greenlet");
     if (greenlet_type == NULL)
         goto done;
+    lock_type = lwp_lock_type_new();
+    if (lock_type == NULL || PyModule_AddObjectRef(module, "_NativeLock", (PyObject *)lock_type) < 0)
+        goto done;
     waiter_type = (PyTypeObject *)PyType_FromSpec(&waiter_spec);
     if (waiter_type == NULL
             || PyObject_SetAttrString((PyObject *)waiter_type, "late", Py_None) < 0
@@ -816,6 +849,7 @@ static int init(const char *module_name)
         goto done;
     rc = 0;
 done:
+    Py_XDECREF(lock_type);
     Py_DECREF(module);
     return rc;
 }
@@ -829,6 +863,7 @@ int lwp_park_py_init(const char *module_name)
         PyErr_WriteUnraisable(NULL);
     else
         rc = lwp_add_builtins(module_name, functions);
+    ready = rc == 0;
     PyGILState_Release(gil);
     return rc;
 }
