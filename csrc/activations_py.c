@@ -181,18 +181,24 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-int lwp_add_builtins(const char *module_name, PyMethodDef *defs)
+PyObject *lwp_imported_module(const char *module_name)
 {
-    PyObject *name, *module = NULL;
-    int rc = -1;
+    PyObject *name = PyUnicode_FromString(module_name), *module = NULL;
 
-    name = PyUnicode_FromString(module_name);
     if (name != NULL) {
         module = PyImport_GetModule(name);
         if (module == NULL && !PyErr_Occurred())
             PyErr_Format(PyExc_ImportError, "module %s is not imported", module_name);
         Py_DECREF(name);
     }
+    return module;
+}
+
+int lwp_add_builtins(const char *module_name, PyMethodDef *defs)
+{
+    PyObject *module = lwp_imported_module(module_name);
+    int rc = -1;
+
     if (module != NULL && PyModule_AddFunctions(module, defs) == 0)
         rc = 0;
     if (rc != 0)

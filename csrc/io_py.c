@@ -70,7 +70,7 @@ static PyObject *ss_recv, *ss_recv_into, *ss_send, *ss_fileno;
 enum { R_RECV, R_RECV_INTO, R_SEND, R_SENDALL, N_REFS };
 static PyObject *refs[N_REFS];
 
-static PyObject *s_wait, *s__drop, *s__oneshot_event, *s__wait, *s__send_from;
+static PyObject *s_wait, *s_wake, *s__drop, *s__oneshot_event, *s__wait, *s__send_from;
 
 /* -- small helpers ------------------------------------------------------------- */
 
@@ -305,6 +305,13 @@ static PyObject *fd_call(sys_call method, PyObject *const *argv)
 
 /* -- the poller ------------------------------------------------------------------ */
 
+/* w.wake(True), through the door for a green waiter. */
+static PyObject *wake(PyObject *w)
+{
+    return lwp_park_is_green_waiter(w) ? lwp_park_wake(w, Py_True)
+        : PyObject_CallMethodOneArg(w, s_wake, Py_True);
+}
+
 /* _edge(st, write) */
 static int edge(PyObject *st, int write)
 {
@@ -326,7 +333,7 @@ static int edge(PyObject *st, int write)
         if (it == NULL)
             goto fail;
         while ((w = PyIter_Next(it)) != NULL) {
-            r = lwp_park_wake(w, Py_True);
+            r = wake(w);
             Py_DECREF(w);
             if (r == NULL)
                 break;
@@ -336,7 +343,7 @@ static int edge(PyObject *st, int write)
         if (PyErr_Occurred())
             goto fail;
     } else {
-        r = lwp_park_wake(slot, Py_True);
+        r = wake(slot);
         if (r == NULL)
             goto fail;
         Py_DECREF(r);
@@ -579,7 +586,8 @@ static int edge_wait(PyObject *poller, PyObject *fds, PyObject *fd, int write, P
         Py_DECREF(w);
         goto fail;
     }
-    r = lwp_park_wait(w, timeout);
+    r = lwp_park_is_green_waiter(w) ? lwp_park_wait(w, timeout)
+        : PyObject_CallMethodOneArg(w, s_wait, timeout);
     leave(poller, st, write, w);
     Py_DECREF(w);
     Py_DECREF(st);
@@ -967,7 +975,7 @@ static PyMethodDef functions[] = {
 static int init(const char *module_name)
 {
     static struct { PyObject **var; const char *name; } names[] = {
-        {&s_wait, "wait"}, {&s__drop, "_drop"},
+        {&s_wait, "wait"}, {&s_wake, "wake"}, {&s__drop, "_drop"},
         {&s__oneshot_event, "_oneshot_event"}, {&s__wait, "_wait"},
         {&s__send_from, "_send_from"},
     };

@@ -21,18 +21,31 @@ int lwp_park_py_init(const char *module_name)
 #else /* CPython */
 
 #include <structmember.h>
+
 #include "builtins.h"
 #include "park_door.h"
-#include "slots.h"
+#include "park_lock.h"
 
 /* Objects of lwp._core.park, looked up once by lwp_park_py_init (which
  * keeps them alive for good). */
 static PyObject *timed_out, *os_waiter;
 static PyObject *st_done, *st_parked, *st_runnable, *st_running;
 static PyTypeObject *waiter_type;
+/* (True, None): the outcome of wake(True), how lwp.sync hands off, made once. */
+static PyObject *true_outcome;
+static int ready;  /* lwp_park_py_init() succeeded */
 
-/* The slots of GreenThread and LWP that the hot path reads and writes
- * (slots.h). */
+/* The slots of GreenThread and LWP that the hot path reads and writes, at
+ * the offsets their member descriptors give: a fraction of the cost of
+ * PyObject_GetAttr, which looks the name up in the type and the instance
+ * first.  GET and SET below do what PyMember_GetOne/SetOne do for such a
+ * slot (T_OBJECT_EX, writable, not audited: load_fields checks), inline. */
+typedef struct {
+    const char *name;
+    PyObject *descr;     /* the member descriptor, kept alive */
+    PyMemberDef *member;
+} field;
+
 enum { T_LWP, T_STATE, T_WAITING, T_PENDING_EXC, T_GLET, N_THREAD_FIELDS };
 static field thread_fields[N_THREAD_FIELDS] = {
     {"_lwp", NULL, NULL}, {"_state", NULL, NULL}, {"_waiting", NULL, NULL},
@@ -57,12 +70,35 @@ static long fairness_ticks;
  * The switch goes through greenlet.switch as the reference's does, not
  * greenlet's C API: PyGreenlet_Switch nests deeper C frames, which greenlet
  * saves with every parked thread (+0.5 KB each, measured). */
-static PyObject *lock_acquire_m, *lock_release_m, *deque_append_m, *deque_popleft_m,
+static PyObject *deque_append_m, *deque_popleft_m,
     *greenlet_switch_m;
 static PyTypeObject *greenlet_type;
 
 static PyObject *s_current, *s_when, *s__take_new, *s__spare, *s_hub, *s_call_later,
-    *s_cancel, *s__make_runnable, *s_wake, *s_wait;
+    *s_cancel, *s__make_runnable, *s_wake;
+
+#define GET(obj, fields, i) get_slot((obj), &(fields)[i])
+#define SET(obj, fields, i, v) set_slot((obj), &(fields)[i], (v))
+
+/* obj.<f> (new reference), or NULL with AttributeError if unset. */
+static inline PyObject *get_slot(PyObject *obj, const field *f)
+{
+    PyObject *v = *(PyObject **)((char *)obj + f->member->offset);
+
+    if (v == NULL) {
+        PyErr_Format(PyExc_AttributeError, "'%.200s' object has no attribute '%s'",
+                     Py_TYPE(obj)->tp_name, f->name);
+        return NULL;
+    }
+    return Py_NewRef(v);
+}
+
+/* obj.<f> = v; always 0 (an int, for the callers' `|| SET(...) < 0`). */
+static inline int set_slot(PyObject *obj, const field *f, PyObject *v)
+{
+    Py_XSETREF(*(PyObject **)((char *)obj + f->member->offset), Py_NewRef(v));
+    return 0;
+}
 
 typedef struct {
     PyObject_HEAD
@@ -72,50 +108,31 @@ typedef struct {
 
 /* -- small helpers ------------------------------------------------------------ */
 
-/* lock.acquire() if timeout < 0, else lock.acquire(True, timeout):
- * 1 if acquired, 0 if not, -1 on error. */
+/* lock.acquire() if timeout < 0, else lock.acquire(True, timeout), for
+ * the LWP's lock (checked to be a _NativeLock): 1 if acquired, 0 if not,
+ * -1 on error. */
 static int lock_acquire(PyObject *lock, double timeout)
 {
-    PyObject *r;
-    int got;
-
-    if (timeout < 0) {
-        r = PyObject_Vectorcall(lock_acquire_m, &lock, 1, NULL);
-    } else {
-        PyObject *seconds = PyFloat_FromDouble(timeout);
-        PyObject *args[3] = {lock, Py_True, seconds};
-
-        if (seconds == NULL)
-            return -1;
-        r = PyObject_Vectorcall(lock_acquire_m, args, 3, NULL);
-        Py_DECREF(seconds);
-    }
-    if (r == NULL)
+    if (!lwp_lock_check(lock)) {
+        PyErr_Format(PyExc_TypeError, "not a _NativeLock: %R", lock);
         return -1;
-    got = PyObject_IsTrue(r);
-    Py_DECREF(r);
-    return got;
+    }
+    return lwp_lock_acquire(lock, timeout);
 }
 
 /* lock.release(), as in a `finally:` block: an error already set is kept
  * (and returned as -1), one raised by the release only when none was. */
 static int lock_release(PyObject *lock)
 {
-    PyObject *type, *value, *tb, *r;
+    PyObject *type, *value, *tb;
 
+    if (!PyErr_Occurred())
+        return lwp_lock_release(lock);
     PyErr_Fetch(&type, &value, &tb);
-    r = PyObject_Vectorcall(lock_release_m, &lock, 1, NULL);
-    if (type != NULL) {
-        if (r == NULL)
-            PyErr_Clear();
-        Py_XDECREF(r);
-        PyErr_Restore(type, value, tb);
-        return -1;
-    }
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
+    lwp_lock_release(lock);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return -1;
 }
 
 /* obj.<field i> is target, as a 0/1 answer; -1 on error. */
@@ -164,6 +181,35 @@ static PyObject *lwp_of(PyObject *t)
     return lwp;
 }
 
+int lwp_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, const char *const *names, Py_ssize_t max,
+                      PyObject **out)
+{
+    Py_ssize_t i, j, nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+
+    if (nargs > max) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)",
+                     fname, max, nargs + nkw);
+        return -1;
+    }
+    for (i = 0; i < nargs; i++)
+        out[i] = args[i];
+    for (i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+
+        for (j = 0; j < max; j++)
+            if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0)
+                break;
+        if (j == max || j < nargs) {
+            PyErr_Format(PyExc_TypeError, j == max ? "%s() got an unexpected keyword argument %R"
+                         : "%s() got multiple values for argument %R", fname, key);
+            return -1;
+        }
+        out[j] = args[nargs + i];
+    }
+    return 0;
+}
+
 static PyObject *thread_of(waiter *self)
 {
     if (self->thread == NULL || !PyObject_TypeCheck(self->thread, thread_type)) {
@@ -193,14 +239,17 @@ static PyObject *py_set_lwp(PyObject *module, PyObject *lwp)
     Py_RETURN_NONE;
 }
 
+PyObject *lwp_park_this_lwp(void)
+{
+    return this_lwp;
+}
+
 /* park.waiter() */
-static PyObject *py_waiter(PyObject *module, PyObject *unused)
+PyObject *lwp_park_waiter(void)
 {
     PyObject *lwp, *t;
     waiter *w;
 
-    (void)module;
-    (void)unused;
     lwp = Py_XNewRef(this_lwp);
     if (lwp != NULL) {
         t = lwp_type != NULL && PyObject_TypeCheck(lwp, lwp_type)
@@ -224,6 +273,23 @@ static PyObject *py_waiter(PyObject *module, PyObject *unused)
         Py_XDECREF(lwp);
     }
     return PyObject_CallNoArgs(os_waiter);
+}
+
+static PyObject *py_waiter(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return lwp_park_waiter();
+}
+
+int lwp_park_is_green_waiter(PyObject *w)
+{
+    return Py_IS_TYPE(w, waiter_type);
+}
+
+PyObject *lwp_park_timed_out(void)
+{
+    return ready ? timed_out : NULL;
 }
 
 /* -- wake -------------------------------------------------------------------- */
@@ -269,8 +335,9 @@ static PyObject *settle(waiter *self, PyObject *t, PyObject *lwp, PyObject *valu
     is = field_is(t, thread_fields, T_STATE, st_done);
     if (is != 0)
         return is < 0 ? NULL : Py_NewRef(Py_False);
-    outcome = PyTuple_Pack(2, value, exc);
-    if (outcome == NULL)
+    if (value == Py_True && exc == Py_None)
+        outcome = Py_NewRef(true_outcome);
+    else if ((outcome = PyTuple_Pack(2, value, exc)) == NULL)
         return NULL;
     Py_XSETREF(self->outcome, outcome);
     is = field_is(t, thread_fields, T_WAITING, (PyObject *)self);
@@ -281,23 +348,12 @@ static PyObject *settle(waiter *self, PyObject *t, PyObject *lwp, PyObject *valu
     Py_RETURN_TRUE;
 }
 
-/* GreenWaiter.wake(value=None, exc=None, timeout=-1) */
-static PyObject *waiter_wake(waiter *self, PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames)
+/* GreenWaiter.wake(value, exc, timeout), the arguments parsed. */
+static PyObject *wake(waiter *self, PyObject *value, PyObject *exc, double timeout)
 {
-    static const char *const names[] = {"value", "exc", "timeout"};
-    PyObject *argv[3] = {Py_None, Py_None, NULL};
     PyObject *t, *lwp = NULL, *lock = NULL, *result = NULL;
-    double timeout = -1;
     int got;
 
-    if (lwp_parse_args("wake", args, nargs, kwnames, names, 3, argv) < 0)
-        return NULL;
-    if (argv[2] != NULL) {
-        timeout = PyFloat_AsDouble(argv[2]);
-        if (timeout == -1 && PyErr_Occurred())
-            return NULL;
-    }
     t = thread_of(self);
     if (t == NULL)
         return NULL;
@@ -313,7 +369,7 @@ static PyObject *waiter_wake(waiter *self, PyObject *const *args, Py_ssize_t nar
             result = Py_NewRef(Py_None);
         goto done;
     }
-    result = settle(self, t, lwp, argv[0], argv[1]);
+    result = settle(self, t, lwp, value, exc);
     if (lock_release(lock) < 0)
         Py_CLEAR(result);
 done:
@@ -321,6 +377,29 @@ done:
     Py_XDECREF(lwp);
     Py_DECREF(t);
     return result;
+}
+
+/* GreenWaiter.wake(value=None, exc=None, timeout=-1) */
+static PyObject *waiter_wake(waiter *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = {"value", "exc", "timeout"};
+    PyObject *argv[3] = {Py_None, Py_None, NULL};
+    double timeout = -1;
+
+    if (lwp_parse_args("wake", args, nargs, kwnames, names, 3, argv) < 0)
+        return NULL;
+    if (argv[2] != NULL) {
+        timeout = PyFloat_AsDouble(argv[2]);
+        if (timeout == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    return wake(self, argv[0], argv[1], timeout);
+}
+
+PyObject *lwp_park_wake(PyObject *w, PyObject *value)
+{
+    return wake((waiter *)w, value, Py_None, -1);
 }
 
 /* -- wait -------------------------------------------------------------------- */
@@ -488,17 +567,12 @@ static PyObject *raise_exc(PyObject *exc)
     return NULL;
 }
 
-/* GreenWaiter.wait(timeout=None) */
-static PyObject *waiter_wait(waiter *self, PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames)
+/* GreenWaiter.wait(timeout) */
+static PyObject *wait(waiter *self, PyObject *timeout)
 {
-    static const char *const names[] = {"timeout"};
-    PyObject *timeout = Py_None;
     PyObject *t, *lwp = NULL, *lock = NULL, *timer = NULL, *result = NULL, *value, *exc, *r;
     int parking;
 
-    if (lwp_parse_args("wait", args, nargs, kwnames, names, 1, &timeout) < 0)
-        return NULL;
     t = thread_of(self);
     if (t == NULL)
         return NULL;
@@ -555,6 +629,23 @@ done:
     Py_XDECREF(lwp);
     Py_DECREF(t);
     return result;
+}
+
+/* GreenWaiter.wait(timeout=None) */
+static PyObject *waiter_wait(waiter *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = {"timeout"};
+    PyObject *timeout = Py_None;
+
+    if (lwp_parse_args("wait", args, nargs, kwnames, names, 1, &timeout) < 0)
+        return NULL;
+    return wait(self, timeout);
+}
+
+PyObject *lwp_park_wait(PyObject *w, PyObject *timeout)
+{
+    return wait((waiter *)w, timeout);
 }
 
 /* -- the type ------------------------------------------------------------------ */
@@ -619,6 +710,36 @@ static PyType_Spec waiter_spec = {
 
 /* -- init ---------------------------------------------------------------------- */
 
+/* Fill fields[0..n) from the member descriptors (slots) of type; on
+ * failure fields[] is left as it was. */
+static int load_fields(PyTypeObject *type, field *fields, int n)
+{
+    PyObject *found[(int)N_LWP_FIELDS > (int)N_THREAD_FIELDS ? (int)N_LWP_FIELDS : (int)N_THREAD_FIELDS];
+    int i;
+
+    for (i = 0; i < n; i++) {
+        PyObject *d = PyObject_GetAttrString((PyObject *)type, fields[i].name);
+
+        if (d != NULL && (!Py_IS_TYPE(d, &PyMemberDescr_Type)
+                          || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX
+                          || ((PyMemberDescrObject *)d)->d_member->flags != 0)) {
+            PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, fields[i].name);
+            Py_CLEAR(d);
+        }
+        if (d == NULL) {
+            while (i > 0)
+                Py_DECREF(found[--i]);
+            return -1;
+        }
+        found[i] = d;
+    }
+    for (i = 0; i < n; i++) {
+        Py_XSETREF(fields[i].descr, found[i]);
+        fields[i].member = ((PyMemberDescrObject *)found[i])->d_member;
+    }
+    return 0;
+}
+
 /* _native_lwp_type(LWP, fairness_ticks): called by lwp._core.lwp once it has
  * defined its class, before any LWP runs. */
 static PyObject *py_lwp_type(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -637,7 +758,7 @@ static PyObject *py_lwp_type(PyObject *module, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_ValueError, "fairness_ticks must be > 0");
         return NULL;
     }
-    if (lwp_load_fields((PyTypeObject *)args[0], lwp_fields, N_LWP_FIELDS) < 0)
+    if (load_fields((PyTypeObject *)args[0], lwp_fields, N_LWP_FIELDS) < 0)
         return NULL;
     Py_XSETREF(lwp_type, (PyTypeObject *)Py_NewRef(args[0]));
     fairness_ticks = ticks;
@@ -659,7 +780,6 @@ static int intern_names(void)
         {&s__take_new, "_take_new"}, {&s__spare, "_spare"}, {&s_hub, "hub"},
         {&s_call_later, "call_later"},
         {&s_cancel, "cancel"}, {&s__make_runnable, "_make_runnable"}, {&s_wake, "wake"},
-        {&s_wait, "wait"},
     };
     size_t i;
 
@@ -669,11 +789,21 @@ static int intern_names(void)
     return 0;
 }
 
+/* module.name, a new reference. */
+static PyObject *attr_of(const char *module_name, const char *name)
+{
+    PyObject *module = PyImport_ImportModule(module_name), *v;
+
+    if (module == NULL)
+        return NULL;
+    v = PyObject_GetAttrString(module, name);
+    Py_DECREF(module);
+    return v;
+}
+
 static int load_methods(void)
 {
     static struct { PyObject **var; const char *module, *type, *name; } methods[] = {
-        {&lock_acquire_m, "_thread", "LockType", "acquire"},
-        {&lock_release_m, "_thread", "LockType", "release"},
         {&deque_append_m, "collections", "deque", "append"},
         {&deque_popleft_m, "collections", "deque", "popleft"},
         {&greenlet_switch_m, "greenlet", "greenlet", "switch"},
@@ -681,7 +811,7 @@ static int load_methods(void)
     size_t i;
 
     for (i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        PyObject *type = lwp_attr_of(methods[i].module, methods[i].type);
+        PyObject *type = attr_of(methods[i].module, methods[i].type);
 
         if (type == NULL)
             return -1;
@@ -700,7 +830,8 @@ static int init(const char *module_name)
         {&st_done, "DONE"}, {&st_parked, "PARKED"}, {&st_runnable, "RUNNABLE"},
         {&st_running, "RUNNING"},
     };
-    PyObject *name, *module;
+    PyObject *module;
+    PyTypeObject *lock_type = NULL;
     size_t i;
     int rc = -1;
 
@@ -709,23 +840,20 @@ static int init(const char *module_name)
         return -1;
     }
     if (intern_names() < 0 || load_methods() < 0
-            || (name = PyUnicode_FromString(module_name)) == NULL)
+            || (true_outcome = PyTuple_Pack(2, Py_True, Py_None)) == NULL
+            || (module = lwp_imported_module(module_name)) == NULL)
         return -1;
-    module = PyImport_GetModule(name);
-    Py_DECREF(name);
-    if (module == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_ImportError, "module %s is not imported", module_name);
-        return -1;
-    }
     for (i = 0; i < sizeof objects / sizeof objects[0]; i++)
         if ((*objects[i].var = PyObject_GetAttrString(module, objects[i].name)) == NULL)
             goto done;
-    thread_type = (PyTypeObject *)lwp_attr_of("lwp._core.thread", "GreenThread");
-    if (thread_type == NULL || lwp_load_fields(thread_type, thread_fields, N_THREAD_FIELDS) < 0)
+    thread_type = (PyTypeObject *)attr_of("lwp._core.thread", "GreenThread");
+    if (thread_type == NULL || load_fields(thread_type, thread_fields, N_THREAD_FIELDS) < 0)
         goto done;
-    greenlet_type = (PyTypeObject *)lwp_attr_of("greenlet", "greenlet");
+    greenlet_type = (PyTypeObject *)attr_of("greenlet", "greenlet");
     if (greenlet_type == NULL)
+        goto done;
+    lock_type = lwp_lock_type_new();
+    if (lock_type == NULL || PyModule_AddObjectRef(module, "_NativeLock", (PyObject *)lock_type) < 0)
         goto done;
     waiter_type = (PyTypeObject *)PyType_FromSpec(&waiter_spec);
     if (waiter_type == NULL
@@ -734,34 +862,9 @@ static int init(const char *module_name)
         goto done;
     rc = 0;
 done:
+    Py_XDECREF(lock_type);
     Py_DECREF(module);
     return rc;
-}
-
-/* -- park_door.h: the door for lwp's other C ----------------------------------- */
-
-PyObject *lwp_park_this_lwp(void)
-{
-    return this_lwp;
-}
-
-PyObject *lwp_park_waiter(void)
-{
-    return py_waiter(NULL, NULL);
-}
-
-PyObject *lwp_park_wait(PyObject *w, PyObject *timeout)
-{
-    if (Py_TYPE(w) == waiter_type)
-        return waiter_wait((waiter *)w, &timeout, 1, NULL);
-    return PyObject_CallMethodOneArg(w, s_wait, timeout);
-}
-
-PyObject *lwp_park_wake(PyObject *w, PyObject *value)
-{
-    if (Py_TYPE(w) == waiter_type)
-        return waiter_wake((waiter *)w, &value, 1, NULL);
-    return PyObject_CallMethodOneArg(w, s_wake, value);
 }
 
 int lwp_park_py_init(const char *module_name)
@@ -773,6 +876,7 @@ int lwp_park_py_init(const char *module_name)
         PyErr_WriteUnraisable(NULL);
     else
         rc = lwp_add_builtins(module_name, functions);
+    ready = rc == 0;
     PyGILState_Release(gil);
     return rc;
 }

@@ -5,12 +5,13 @@
  *
  * lwp/_core/park.py holds the reference: the pure-Python waiter() and
  * GreenWaiter, which the names below mirror call for call, with the same
- * locking (the owning LWP's _lock, a _thread.lock, taken through its Python
- * methods) and the same guarantees.  What the native version saves is the
- * interpretation: a hand-off between two threads of one LWP makes seven
- * Python calls in the reference and three here.  lwp_park_py_init() installs
- * into the Python module named by its argument (lwp._core.park, fully
- * imported but for the call):
+ * locking (the owning LWP's _lock) and the same guarantees.  What the native
+ * version saves is the interpretation, and the calls through Python's call
+ * protocol: the LWP's lock is a _NativeLock (csrc/park_lock.h) that the C
+ * takes directly, and the waiter's wake and wait are C functions too
+ * (csrc/park_door.h) for the native lwp.Event (csrc/event_py.h).
+ * lwp_park_py_init() installs into the Python module named by its argument
+ * (lwp._core.park, fully imported but for the call):
  *
  *   _native_waiter()     -> as park.waiter(): a _NativeGreenWaiter for a
  *                           green thread, else park.OSWaiter()
@@ -21,6 +22,7 @@
  *                        GreenWaiter's slots, .late (None), and the methods
  *                        wake(value=None, exc=None, timeout=-1) and
  *                        wait(timeout=None) of GreenWaiter
+ *   _NativeLock          the type of the LWPs' locks (park.new_lock)
  *
  * It reads from that module TIMED_OUT, OSWaiter and the thread states
  * DONE, PARKED, RUNNABLE and RUNNING, and switches greenlets with

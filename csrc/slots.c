@@ -41,35 +41,6 @@ int lwp_load_fields(PyTypeObject *type, field *fields, int n)
     return 0;
 }
 
-int lwp_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                   PyObject *kwnames, const char *const *names, Py_ssize_t max,
-                   PyObject **out)
-{
-    Py_ssize_t i, j, nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-
-    if (nargs > max) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)",
-                     fname, max, nargs + nkw);
-        return -1;
-    }
-    for (i = 0; i < nargs; i++)
-        out[i] = args[i];
-    for (i = 0; i < nkw; i++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-
-        for (j = 0; j < max; j++)
-            if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0)
-                break;
-        if (j == max || j < nargs) {
-            PyErr_Format(PyExc_TypeError, j == max ? "%s() got an unexpected keyword argument %R"
-                         : "%s() got multiple values for argument %R", fname, key);
-            return -1;
-        }
-        out[j] = args[nargs + i];
-    }
-    return 0;
-}
-
 PyObject *lwp_attr_of(const char *module_name, const char *name)
 {
     PyObject *module = PyImport_ImportModule(module_name), *v;

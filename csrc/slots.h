@@ -1,7 +1,6 @@
 /*
  * slots.h - what the native doors (park_py.c, io_py.c) share to read and
- * write the slots of lwp's Python classes, to take their arguments and to
- * look their objects up.
+ * write the slots of lwp's Python classes and to look their objects up.
  *
  * A slot's member descriptor is looked up once, and the slot then read and
  * written at its offset: a fraction of the cost of PyObject_GetAttr, which
@@ -13,7 +12,6 @@
 
 #include <Python.h>
 #include <structmember.h>
-#include <time.h>
 
 typedef struct {
     const char *name;
@@ -55,22 +53,7 @@ static inline int lwp_slot_set(PyObject *obj, const field *f, PyObject *v)
 #define LWP_MAX_FIELDS 16
 int lwp_load_fields(PyTypeObject *type, field *fields, int n);
 
-/* Match positional and keyword arguments to names[0..max): out[] holds the
- * defaults on entry, borrowed references on return.  0, or -1 (TypeError). */
-int lwp_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                   PyObject *kwnames, const char *const *names, Py_ssize_t max,
-                   PyObject **out);
-
 /* module.name (importing the module), a new reference. */
 PyObject *lwp_attr_of(const char *module_name, const char *name);
-
-/* time.monotonic(), whose clock it reads on Linux. */
-static inline double lwp_monotonic(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 #endif /* LWP_SLOTS_H */

@@ -22,6 +22,7 @@ from ._core import park
 from ._core.activation import blocking
 from ._core.exceptions import Cancelled
 from ._core.scheduler import spawn
+from .sync import Event
 
 BACKLOG = 10000          # entries waiting for a slow log, at most
 CLOSE_TIMEOUT = 10.0     # seconds a server's stop() lets its writer finish before giving up
@@ -45,8 +46,9 @@ class LogWriter:
     before it ends, and a write it was waiting for goes on in its activation
     thread.  An entry put after it ended (an application thread writing to
     ``wsgi.errors`` after the server stopped) is written by the caller.  Only
-    once :meth:`close` gave up on a stuck destination are entries dropped,
-    as its note says.
+    once :meth:`close` gave up on a stuck destination are entries dropped:
+    those waiting then and all put later (writing them would hold their
+    callers on the stuck destination), as its note says.
     """
 
     def __init__(self, name, logger):
@@ -133,7 +135,8 @@ class LogWriter:
             with self._lock:
                 lost, self._entries = len(self._entries), []
             note = _record(self.logger, logging.ERROR, "%s: the log did not take its last "
-                           "entries within %s s; %d more dropped", (self.name, timeout, lost), None)
+                           "entries within %s s; %d more dropped, and so is what is "
+                           "logged after this", (self.name, timeout, lost), None)
             spawn(blocking, _handle, self.logger, [note], name=f"{self.name}-log-note")
 
     def _run(self):
@@ -165,13 +168,27 @@ class LogWriter:
                 self._ended = True  # also when close() gave up: what waits is dropped
 
     def _blocking(self, fn, *args):
-        """``blocking(fn, *args)``; a cancel ends the wait, not the writer, unless close() gave up."""
-        try:
-            blocking(fn, *args)
-        except Cancelled:
-            if self._abandoned:
-                raise
-            self._cancelled = True  # ends once what waits is written
+        """``blocking(fn, *args)``; a cancel ends the writer once what waits is
+        written, not at once, unless close() gave up.
+
+        A write already running when the cancel comes is waited for before
+        the next: it goes on in its activation thread, and the next write to
+        its destination must follow it, as must the end of ``lwp.run``.  A
+        write the cancel recalled before it started is made again.
+        """
+        while True:
+            call = _Call(fn, args)
+            try:
+                blocking(call)
+                return
+            except Cancelled:
+                if self._abandoned:
+                    raise
+                self._cancelled = True
+                if not call.recall():
+                    call.done.wait()  # a second cancel (close() giving up) raises here
+                    call.result()
+                    return
 
     def _write(self, dest, entries, call):
         """Write ``entries`` for ``dest`` with ``call(fn, *args)``: through an activation, or
@@ -256,3 +273,34 @@ def _write(stream, text):
 
 def _call(fn, *args):
     fn(*args)
+
+
+class _Call:
+    """``fn(*args)`` for :func:`lwp.blocking` that can be recalled until it
+    starts, and waited for once it has (``done``, set from its kernel thread)."""
+
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
+        self.done = Event()
+        self._claim = allocate_lock()  # taken by whichever comes first: the call or recall()
+        self._error = None
+
+    def __call__(self):
+        if not self._claim.acquire(False):
+            return
+        try:
+            self.fn(*self.args)
+        except BaseException as e:  # noqa: B036 - reported by blocking() or result()
+            self._error = e
+            raise
+        finally:
+            self.done.set()
+
+    def recall(self):
+        """True if the call had not started: now it never will."""
+        return self._claim.acquire(False)
+
+    def result(self):
+        """Once ``done``: raise what the call raised."""
+        if self._error is not None:
+            raise self._error

@@ -7,7 +7,9 @@ runs others), an OS thread that waits blocks on a kernel lock.  Code ports from
 ``threading`` by changing the import.
 
 Each primitive keeps its state under a short internal mutex, never held while
-waiting, and a FIFO of one-shot waiters (see :mod:`lwp._core.park`).  Releasing
+waiting, and a FIFO of one-shot waiters (see :mod:`lwp._core.park`).  With
+the native park door, ``Event`` is in C (``csrc/event_py.c``, see
+:class:`Event`), where the GIL is that mutex.  Releasing
 a ``Lock`` or a ``Semaphore`` hands it straight to the first waiter still
 waiting, so waiters are served in order and a waiter that times out or is
 cancelled at the same moment can never swallow the hand-off.
@@ -18,6 +20,7 @@ import time
 from _thread import TIMEOUT_MAX, allocate_lock
 from collections import deque
 
+from ._core import park
 from ._core.park import TIMED_OUT, current, waiter
 
 BrokenBarrierError = threading.BrokenBarrierError
@@ -382,7 +385,12 @@ class BoundedSemaphore(Semaphore):
 
 
 class Event:
-    """A flag threads can wait for, like :class:`threading.Event`."""
+    """A flag threads can wait for, like :class:`threading.Event`.
+
+    This class is the reference; with the native park door (see
+    :mod:`lwp._core.park`) ``lwp.Event`` is its C transcription
+    (``csrc/event_py.c``), with the same methods and guarantees.
+    """
 
     __slots__ = ("_flag", "_mutex", "_waiters")
 
@@ -449,6 +457,24 @@ class Event:
         # mutex, perhaps held by one of them, are gone.
         self._mutex = allocate_lock()
         self._waiters = []
+
+
+PythonEvent = Event
+"""The reference :class:`Event`, whichever is in use (for the tests)."""
+
+
+def _load_native_event():
+    """The native Event (``csrc/event_py.h``), if the native park door is in use."""
+    if not park.NATIVE:
+        return None
+    from lwp._native import lib
+
+    if lib.lwp_event_py_init(__name__.encode()) != 0:
+        return None
+    return _NativeEvent  # noqa: F821 - installed by lwp_event_py_init
+
+
+Event = _load_native_event() or Event
 
 
 class Barrier:

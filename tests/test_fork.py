@@ -1,6 +1,8 @@
 """fork() while lwp runs: the child gets a working scheduler, no hang."""
 
 import os
+import signal
+import threading
 
 import pytest
 
@@ -81,3 +83,32 @@ def test_fork_with_io_waiter_in_child():
         return _child_exit_code(_in_child(child))
 
     assert lwp.run(main, lwps=1) == 5
+
+
+def test_fork_while_another_kernel_thread_holds_the_lwp_lock():
+    """The child's LWP gets a new lock (``park.new_lock``): the parent's was held
+    at the fork by a kernel thread that the child does not have."""
+    def child():
+        signal.alarm(10)  # a hang on the inherited lock kills the child
+        return lwp.spawn(lambda: 7).join(5)
+
+    def main():
+        lock = lwp.current()._lwp._lock
+        held, done = threading.Event(), threading.Event()
+
+        def holder():
+            with lock:
+                held.set()
+                done.wait(10)
+
+        t = threading.Thread(target=holder)
+        t.start()
+        held.wait(10)
+        try:
+            pid = _in_child(child)
+        finally:
+            done.set()
+            t.join(10)
+        return _child_exit_code(pid)
+
+    assert lwp.run(main, lwps=1) == 7

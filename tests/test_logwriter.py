@@ -55,3 +55,63 @@ class SlowFile(io.StringIO):
     def write(self, text):
         time.sleep(0.05)
         return super().write(text)
+
+
+def test_a_write_recalled_by_the_cancel_before_it_started_is_made_again(monkeypatch):
+    """lwp.run's cancel could come while the writer's job still waited for an
+    activation thread: the job was dropped unrun, and its entries with it."""
+    import lwp._logwriter
+
+    real, recalled = lwp._logwriter.blocking, []
+
+    def first_recalled(fn, *args):
+        if not recalled:
+            recalled.append(fn)
+            raise lwp.Cancelled  # as blocking() does when cancelled before the job ran
+        return real(fn, *args)
+
+    monkeypatch.setattr(lwp._logwriter, "blocking", first_recalled)
+    out = io.StringIO()
+
+    def main():
+        w = LogWriter("t", logging.getLogger("lwp.test"))
+        w.text(out, "0\n")
+        w.text(out, "1\n")
+
+    lwp.run(main, lwps=1)
+    assert recalled and out.getvalue() == "0\n1\n"
+
+
+def test_a_write_the_cancel_interrupted_ends_before_the_next_starts(monkeypatch):
+    """The cancel wakes the writer while its write goes on in the activation
+    thread: the writer went on to the next write (to the same file, out of order)
+    and lwp.run could return before the first had ended."""
+    import threading
+
+    import lwp._logwriter
+
+    interrupted = []
+
+    def interrupt_first(fn, *args):
+        if not interrupted:
+            def slow_write():
+                time.sleep(0.2)
+                fn(*args)
+
+            interrupted.append(threading.Thread(target=slow_write))
+            interrupted[0].start()  # the write goes on in its kernel thread...
+            lwp.sleep(60)           # ...while the writer waits, woken by lwp.run's cancel
+        return fn(*args)
+
+    monkeypatch.setattr(lwp._logwriter, "blocking", interrupt_first)
+    a = SlowFile()
+
+    def main():
+        w = LogWriter("t", logging.getLogger("lwp.test"))
+        w.text(a, "0\n")
+        w.text(io.StringIO(), "other\n")  # a second batch: the writer moves on to it
+        w.text(a, "1\n")
+
+    lwp.run(main, lwps=1)
+    assert a.getvalue() == "0\n1\n"
+    interrupted[0].join(5)

@@ -1,7 +1,6 @@
 """The LWP's hub loop and its direct switches between threads."""
 
 import os
-import time
 
 import pytest
 

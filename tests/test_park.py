@@ -22,15 +22,17 @@ DOORS = ["native", "python"]
 
 @pytest.fixture(params=DOORS)
 def door(request, monkeypatch):
-    """Make ``park.waiter`` (and lwp.sync's, for Events) the implementation named."""
+    """Make ``park.waiter`` (and lwp.sync's, for Events) and ``lwp.Event`` the
+    implementation named."""
     if request.param == "native":
         if not park.NATIVE:
             pytest.skip("lwp._native is built without the park door")
-        chosen = park._native_waiter
+        chosen, event = park._native_waiter, sync._NativeEvent
     else:
-        chosen = park.python_waiter
+        chosen, event = park.python_waiter, sync.PythonEvent
     monkeypatch.setattr(park, "waiter", chosen)
     monkeypatch.setattr(sync, "waiter", chosen)
+    monkeypatch.setattr(lwp, "Event", event)
     return request.param
 
 
@@ -308,6 +310,121 @@ def test_native_lwp_type_refuses_a_class_without_the_slots():
         park._native_lwp_type(LWP, 0)
     park._native_lwp_type(LWP, _FAIRNESS_TICKS)  # idempotent
     assert lwp.run(lambda: "still runs") == "still runs"
+
+
+@native_only
+def test_native_door_makes_the_lwp_locks_and_lwp_event():
+    assert park.new_lock is park._NativeLock and lwp.Event is sync._NativeEvent
+    assert lwp.run(lambda: type(lwp.current()._lwp._lock)) is park._NativeLock
+    code = ("import lwp, _thread; from lwp import sync; from lwp._core import park; "
+            "print(park.new_lock is _thread.allocate_lock, lwp.Event is sync.PythonEvent)")
+    env = dict(os.environ, LWP_NATIVE_PARK="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["True", "True"]
+
+
+@native_only
+def test_native_event_keeps_its_waiters_to_itself():
+    ev = sync._NativeEvent()
+    assert not hasattr(ev, "_mutex")  # the GIL is its mutex (csrc/event_py.h)
+    with pytest.raises(AttributeError):
+        ev._waiters = []
+    with pytest.raises(AttributeError):
+        ev.other = 1
+
+
+def _lock_answers(lock):
+    """What a sequence of calls does to ``lock``, as comparable values."""
+    out = []
+
+    def do(call):
+        try:
+            out.append(call())
+        except Exception as e:  # noqa: BLE001 - the answer is the exception's type
+            out.append(type(e).__name__)
+
+    do(lambda: lock.release())
+    do(lambda: (lock.acquire(), lock.locked()))
+    do(lambda: (lock.acquire(False), lock.acquire(blocking=False), lock.acquire(True, 0.001)))
+    do(lambda: lock.acquire(timeout=0))
+    do(lambda: (lock.release(), lock.locked()))
+    for args, kwargs in [((False, 1), {}), ((True, -2), {}), ((True, 1e12), {}), ((True, "x"), {}),
+                         ((1, 2, 3), {}), ((), {"nothing": 1}), ((True,), {"blocking": True})]:
+        do(lambda: lock.acquire(*args, **kwargs))
+    do(lambda: lock.locked())
+    with lock:
+        do(lambda: lock.locked())
+    do(lambda: lock.locked())
+    with pytest.raises(KeyError):
+        with lock:
+            raise KeyError
+    do(lambda: (lock.acquire(True, -1), lock.release()))
+    do(lambda: repr(lock).split()[0])
+    return out
+
+
+@native_only
+def test_native_lock_answers_as_a_thread_lock():
+    assert _lock_answers(park._NativeLock()) == _lock_answers(threading.Lock())
+    with pytest.raises(TypeError):
+        park._NativeLock(1)
+
+
+@native_only
+def test_native_lock_released_by_another_thread_wakes_a_blocked_acquire():
+    lock, got = park._NativeLock(), []
+    lock.acquire()
+    t = threading.Thread(target=lambda: got.append(lock.acquire(True, 30)))
+    t.start()
+    releaser = threading.Thread(target=lock.release)  # not owned: any thread may release
+    releaser.start()
+    releaser.join(10)
+    t.join(30)
+    assert got == [True] and lock.locked()
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@native_only
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals reach only the main thread")
+@pytest.mark.parametrize("timeout", [30, -1])
+def test_native_lock_acquire_runs_signal_handlers_and_a_raise_interrupts_it(timeout):
+    """As _thread.lock: a handler that returns lets the wait go on; one that
+    raises ends it with its exception, the lock not taken."""
+    import signal
+
+    lock, handled, stop = park._NativeLock(), [], threading.Event()
+    lock.acquire()
+
+    def handler(signum, frame):
+        handled.append(signum)
+        if len(handled) == 2:
+            raise _Interrupt
+
+    main_ident = threading.get_ident()
+
+    def signaller():  # a bounded while: an acquire deaf to signals gets the lock in the end
+        for _ in range(250):
+            if stop.wait(0.02):
+                break
+            signal.pthread_kill(main_ident, signal.SIGUSR1)
+        lock.release()
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    helper = threading.Thread(target=signaller)
+    helper.start()
+    try:
+        with pytest.raises(_Interrupt):
+            lock.acquire(True, timeout)
+    finally:
+        stop.set()
+        helper.join(10)
+        signal.signal(signal.SIGUSR1, old)
+    assert len(handled) == 2 and not lock.locked()
 
 
 @pytest.mark.stress

@@ -29,6 +29,11 @@ import lwp
 
 CONTEXTS = ["same_lwp", "cross_lwp", "os_thread"]
 
+# The reference Event and, when the native park door is on, lwp.Event: its C
+# transcription (the rest of this file tests whichever lwp.Event is; the
+# reference also in test_park's run of this file on the Python door).
+EVENT_CLASSES = list(dict.fromkeys([lwp.sync.PythonEvent, lwp.Event]))
+
 
 def run(main, lwps=1, **kw):
     return lwp.run(main, lwps=lwps, **kw)
@@ -598,6 +603,70 @@ def test_event_set_wakes_every_waiter_even_if_cleared_at_once():
         return [t.join(5) for t in ts]
 
     assert run(main) == [True] * 10
+
+
+@pytest.mark.parametrize("event_class", EVENT_CLASSES)
+def test_event_takes_threading_arguments(event_class):
+    ev = event_class()
+    with pytest.raises(TypeError):
+        event_class(1)
+    with pytest.raises(TypeError):
+        type("Sub", (event_class,), {})(1)
+    with pytest.raises(TypeError):
+        ev.wait(1, 2)
+    with pytest.raises(TypeError):
+        ev.wait(delay=1)
+    with pytest.raises(ValueError):
+        ev.wait(float("nan"))
+    assert ev.wait(timeout=-1) is False and ev.wait(timeout=0.001) is False
+    assert repr(ev) == "<lwp.Event unset waiters=0>" and not ev._waiters
+    ev.set()
+    assert ev.wait(float("nan")) is True  # set: the timeout is not looked at, as threading's
+    assert repr(ev) == "<lwp.Event set waiters=0>" and ev.isSet()
+
+
+@pytest.mark.parametrize("event_class", EVENT_CLASSES)
+def test_event_subclass_keeps_working(event_class):
+    """A subclass may take arguments, add attributes and extend the methods."""
+    class Counted(event_class):
+        def __init__(self, name):
+            super().__init__()
+            self.name, self.sets = name, 0
+
+        def set(self):
+            self.sets += 1
+            super().set()
+
+    def main():
+        ev = Counted("x")
+        t = lwp.spawn(ev.wait, 5)
+        wait_until(lambda: len(ev._waiters) == 1)
+        ev.set()
+        return t.join(5), ev.sets, ev.name, ev.is_set()
+
+    assert run(main) == (True, 1, "x", True)
+
+
+@pytest.mark.parametrize("event_class", EVENT_CLASSES)
+def test_event_many_waiters_of_every_kind(event_class):
+    """One set() wakes green threads on this and on another LWP and OS threads,
+    each once; the waiter list is empty after."""
+    def main():
+        ev, got = event_class(), []
+        ts = [lwp.spawn(lambda: got.append(ev.wait(30))) for _ in range(3)]
+        ts += [lwp.spawn(lambda: got.append(ev.wait()), bound=True) for _ in range(2)]
+        os_ts = [threading.Thread(target=lambda: got.append(ev.wait(30))) for _ in range(2)]
+        for t in os_ts:
+            t.start()
+        wait_until(lambda: len(ev._waiters) == 7)
+        ev.set()
+        for t in ts:
+            t.join(10)
+        for t in os_ts:
+            t.join(10)
+        return got, ev._waiters
+
+    assert run(main, lwps=2) == ([True] * 7, [])
 
 
 def test_event_wait_timeout():
@@ -1456,14 +1525,18 @@ def test_stress_event_ping_pong_across_lwps(lwps, seed):
     assert run(main, lwps=lwps, seed=seed) == 2 * EVENT_PAIRS
 
 
-def test_event_at_fork_reinit_keeps_the_flag_drops_the_waiters():
+@pytest.mark.parametrize("event_class", EVENT_CLASSES)
+def test_event_at_fork_reinit_keeps_the_flag_drops_the_waiters(event_class):
     """threading._after_fork calls it on every Thread's _started (an lwp.Event once
     lwp.monkey patched threading); it was missing, which aborted _after_fork."""
-    ev = lwp.Event()
-    ev._mutex.acquire()  # held, as by a thread of the parent at the fork
+    ev = event_class()
+    mutex = getattr(ev, "_mutex", None)  # the reference's; the native Event's is the GIL
+    if mutex is not None:
+        mutex.acquire()  # held, as by a thread of the parent at the fork
     ev._waiters.append(object())
     ev._at_fork_reinit()
-    assert not ev.is_set() and ev._waiters == [] and not ev._mutex.locked()
+    assert not ev.is_set() and ev._waiters == []
+    assert mutex is None or not ev._mutex.locked()
     ev.set()
     ev._at_fork_reinit()
     assert ev.is_set() and ev.wait(0)

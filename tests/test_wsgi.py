@@ -444,6 +444,9 @@ def test_stop_gives_up_on_a_log_that_stays_stuck(monkeypatch, caplog):
         out.release.set()  # the activation thread's write returns; nothing stays stuck
         stopper.join(T)
     assert stopped
+    # Entries put later are dropped too, and the note says so: nothing is lost quietly.
+    note = next(r.getMessage() for r in caplog.records if "did not take" in r.getMessage())
+    assert note.endswith("more dropped, and so is what is logged after this"), note
 
 
 def test_access_log_drops_and_counts_lines_beyond_its_backlog(monkeypatch):

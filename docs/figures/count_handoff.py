@@ -7,7 +7,12 @@ monitor off) for 1,000 and for 11,000 round trips under callgrind, and
 divides the difference by the 20,000 extra one-way hand-offs, so start-up and
 shutdown cancel out.  Needs valgrind; takes a minute or two.
 
-    python docs/figures/count_handoff.py            # lwp native, lwp Python, gevent
+The rows: lwp with the native door (``lwp.Event`` in C, ``csrc/event_py.c``,
+over the C waiter and the LWP's C lock); the same door with the reference
+``Event`` of ``lwp/sync.py`` (``sync.PythonEvent``), which shows what the C
+Event saves; the pure-Python door (``LWP_NATIVE_PARK=0``); gevent.
+
+    python docs/figures/count_handoff.py
 """
 
 from callgrind import extra
@@ -30,10 +35,12 @@ if lib == "gevent":
     pingpong(Event, lambda f: gevent.spawn(f).join)
 else:
     import lwp
-    lwp.run(lambda: pingpong(lwp.Event, lambda f: lwp.spawn(f).join), lwps=1, monitor=False)
+    event = lwp.sync.PythonEvent if lib == "lwp-python-event" else lwp.Event
+    lwp.run(lambda: pingpong(event, lambda f: lwp.spawn(f).join), lwps=1, monitor=False)
 """
 
 ROWS = [("lwp, native door", "lwp", {}),
+        ("lwp, native door, Python Event", "lwp-python-event", {}),
         ("lwp, Python door (LWP_NATIVE_PARK=0)", "lwp", {"LWP_NATIVE_PARK": "0"}),
         ("gevent", "gevent", {})]
 

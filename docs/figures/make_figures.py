@@ -6,6 +6,7 @@ Inputs (all committed, all made by a command on a named machine):
 * ``docs/figures/processes.json``: ``python docs/figures/measure_processes.py``
 * ``docs/figures/demo.json``: ``python docs/figures/measure_demo.py``
 * ``docs/figures/throughput.json``: ``python docs/figures/measure_throughput.py``
+* ``docs/figures/parked_memory.json``: ``python docs/figures/measure_parked_memory.py``
 
 Outputs, in ``docs/figures/`` (or ``--out``):
 
@@ -30,6 +31,7 @@ BENCH = DOCS / "bench-results.json"
 PROCESSES = HERE / "processes.json"
 DEMO = HERE / "demo.json"
 THROUGHPUT = HERE / "throughput.json"
+MEMORY = HERE / "parked_memory.json"
 DEVICES = ("parallel", "single", "single-yield")
 
 
@@ -238,7 +240,43 @@ def throughput_table(tp):
               f"``python docs/figures/measure_throughput.py`` on {throughput_origin(tp)}.\n")
 
 
-def tables(bench, procs, demo, tp):
+def memory_table(mem):
+    """Where a parked green thread's bytes go (``measure_parked_memory.py``)."""
+    b = lambda v: f"{v:,.0f}"  # noqa: E731
+    lwp_own = mem["lwp_traced"] - mem["bare_traced"]
+    extra_stack = mem["lwp_stack_saved"] - mem["bare_stack_saved"]
+    lines = "; ".join(f"``{where}`` {size:,.0f}" for where, size in mem["lwp_lines"])
+    rows = [
+        ["the greenlet's *data stack*: CPython keeps Python frames in chunks of 16 KiB, "
+         "greenlet gives every greenlet its own, mapped when its first frame is pushed; "
+         "the parked frames touch one page of it",
+         b(mem["data_stack"]),
+         "RSS of a started, parked greenlet beyond an unstarted one's, less what "
+         "``tracemalloc`` saw: the chunk comes from ``mmap``"],
+        ["the C stack greenlet copies to the heap at the switch (``greenlet._stack_saved``)",
+         b(mem["lwp_stack_saved"]),
+         f"a bare greenlet parked in a Python function: {b(mem['bare_stack_saved'])}"],
+        ["the greenlet object and its C++ state", b(mem["greenlet_object"]),
+         "RSS per greenlet created and never started"],
+        ["what lwp adds: its thread, waiter and bookkeeping, and the deeper saved stack",
+         b(lwp_own),
+         f"``tracemalloc`` growth beyond a bare parked greenlet's ({b(extra_stack)} of it "
+         f"saved stack)"],
+        ["RSS growth, all told", b(mem["lwp_rss"]),
+         f"a bare parked greenlet: {b(mem['bare_rss'])}"],
+    ]
+    m = mem["machine"]
+    return (list_table(["part", "bytes per thread", "how it is measured"], rows, (44, 14, 42))
+            + f"\n{mem['n']:,} threads parked on one :class:`lwp.Event` on one LWP, against "
+              f"{mem['n']:,} bare greenlets; measured with "
+              f"``python docs/figures/measure_parked_memory.py`` on {m['host']} ({m['cpu']}, "
+              f"{m['cpu_count']} cores, Python {m['python']}, greenlet {m['greenlet']}), "
+              f"lwp ``{m['lwp']}``, {m['date']}.  The lwp run's largest traced growths, "
+              f"per thread, by the line that allocated (the line where a thread parks holds "
+              f"its saved C stack): {lines}.\n")
+
+
+def tables(bench, procs, demo, tp, mem):
     out = {"bench-machine.rst": machine_table(bench), "costs.rst": costs_table(bench, procs)}
     for name in bench["cases"]:
         out[f"bench-{name}.rst"] = case_table(bench, name)
@@ -246,6 +284,8 @@ def tables(bench, procs, demo, tp):
         out["demo.rst"] = demo_table(demo)
     if tp is not None:
         out["throughput.rst"] = throughput_table(tp)
+    if mem is not None:
+        out["parked-memory.rst"] = memory_table(mem)
     return out
 
 
@@ -366,8 +406,9 @@ def main():
     procs = json.loads(PROCESSES.read_text())
     demo = json.loads(DEMO.read_text()) if DEMO.exists() else None
     tp = json.loads(THROUGHPUT.read_text()) if THROUGHPUT.exists() else None
+    mem = json.loads(MEMORY.read_text()) if MEMORY.exists() else None
     args.out.mkdir(parents=True, exist_ok=True)
-    for filename, text in tables(bench, procs, demo, tp).items():
+    for filename, text in tables(bench, procs, demo, tp, mem).items():
         (args.out / filename).write_text(text)
     if not args.tables_only:
         plots(bench, args.out)

@@ -12,26 +12,18 @@ Then run docs/figures/make_figures.py.
 
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from origin import machine
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 RUNS = 5
 THREADS = 10_000
 LWPS = (1, 2)
-
-
-def git_describe():
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run_once(lwps):
@@ -48,17 +40,9 @@ def run_once(lwps):
 
 def main():
     doc = {"command": f"python -m lwp --threads {THREADS} --lwps N",
-           "machine": {"host": platform.node(), "cpu_count": os.cpu_count(),
-                       "python": platform.python_version(), "platform": platform.platform(),
-                       "lwp": git_describe(), "loadavg_start": os.getloadavg(),
-                       "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
+           "machine": machine(),
            "runs": {str(n): [] for n in LWPS}}
-    try:
-        with open("/proc/cpuinfo") as f:
-            doc["machine"]["cpu"] = next(line.split(":", 1)[1].strip() for line in f
-                                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        doc["machine"]["cpu"] = platform.processor() or "unknown"
+    doc["machine"]["loadavg_start"] = doc["machine"].pop("loadavg")
     for i in range(RUNS):
         for n in LWPS:
             run = run_once(n)

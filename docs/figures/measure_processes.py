@@ -23,11 +23,12 @@ Then run docs/figures/make_figures.py.
 
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from origin import machine
 
 HERE = Path(__file__).resolve().parent
 ROUNDS = 9
@@ -105,17 +106,8 @@ CASES = {"fork_wait": (fork_wait, 300), "spawn_wait": (spawn_wait, 300),
 
 
 def main():
-    out = {"machine": {"host": platform.node(), "cpu_count": os.cpu_count(),
-                       "python": platform.python_version(), "platform": platform.platform(),
-                       "loadavg": os.getloadavg(),
-                       "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
+    out = {"machine": machine(),
            "unit": "us/op", "rounds": ROUNDS, "cases": {}}
-    try:
-        with open("/proc/cpuinfo") as f:
-            out["machine"]["cpu"] = next(line.split(":", 1)[1].strip() for line in f
-                                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        out["machine"]["cpu"] = platform.processor() or "unknown"
     for name, (fn, n) in CASES.items():
         fn(n // 10)  # warm-up
         samples = [fn(n) for _ in range(ROUNDS)]

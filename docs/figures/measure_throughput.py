@@ -18,12 +18,11 @@ Then run docs/figures/make_figures.py.
 """
 
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from origin import machine
 
 import lwp
 
@@ -66,26 +65,10 @@ def serve(workers, device):
     return lwp.run(main, lwps=1)
 
 
-def git_describe():
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE,
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main():
     doc = {"X": X, "Y": Y, "duration": DURATION, "lwps": 1,
-           "machine": {"host": platform.node(), "cpu_count": os.cpu_count(),
-                       "python": platform.python_version(), "lwp": git_describe(),
-                       "loadavg": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
+           "machine": machine(),
            "points": []}
-    try:
-        with open("/proc/cpuinfo") as f:
-            doc["machine"]["cpu"] = next(line.split(":", 1)[1].strip() for line in f
-                                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        doc["machine"]["cpu"] = platform.processor() or "unknown"
     for device in ("parallel", "single", "single-yield"):
         for w in WORKERS:
             rate = serve(w, device)

@@ -69,7 +69,7 @@ def _rebuild(sched, here):
 
     sched._lock = allocate_lock()
     for lwp in sched._created:
-        lwp._lock = allocate_lock()
+        lwp._lock = park.new_lock()
     lost = [lwp for lwp in sched.lwps() if lwp is not here]
 
     # A private eventfd and epoll set for the survivor; waiting fds move over.

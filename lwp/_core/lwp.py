@@ -21,7 +21,6 @@ import heapq
 import os
 import threading
 import time
-from _thread import allocate_lock
 from _thread import get_ident as _kernel_ident
 from time import monotonic as _monotonic
 from collections import deque
@@ -94,8 +93,8 @@ class LWP:
     """A kernel thread running green threads.  Made and started by the Scheduler."""
 
     # The fields the native park/wake door and socket path read and write
-    # (csrc/park_py.c, csrc/io_py.c) are slots, which they reach through
-    # their descriptors; the others live in the instance dict.
+    # (csrc/park_py.c, csrc/io_py.c) are slots, which they reach at the
+    # offsets their descriptors give; the others live in the instance dict.
     __slots__ = ("_lock", "_inbox", "_calls", "_newq", "_shuffle", "_runq", "_timers",
                  "ticks", "current", "ident", "_poller", "io_ticks", "io_left",
                  "__dict__", "__weakref__")
@@ -107,7 +106,7 @@ class LWP:
         self.ident = None         # kernel thread id, once started
         self.hub = None
         self.current = None       # the green thread running now, or None in the hub
-        self._lock = allocate_lock()
+        self._lock = park.new_lock()
         self._inbox = deque()
         self._calls = deque()
         self._newq = deque()

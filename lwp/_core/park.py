@@ -27,9 +27,12 @@ Two implementations of the green waiter exist: the Python one in this module,
 which is the reference, and a transcription of its hot path in C
 (``csrc/park_py.c``: :func:`waiter`, ``GreenWaiter.wake`` and ``wait`` with
 the direct switch of ``LWP.park_current``), used when the native module is
-built.  They keep the same locking and the same guarantees; the native one
-saves the interpretation of four of the seven Python calls a hand-off makes.
-``LWP_NATIVE_PARK=0`` in the environment selects the Python one, as on PyPy.
+built.  They keep the same locking and the same guarantees.  With the C
+door come two more native parts: each LWP's lock (:func:`new_lock`) is a C
+lock (``csrc/park_lock.c``) that the door takes without a method call, and
+:class:`lwp.Event` is a C transcription of ``lwp.sync``'s (``csrc/event_py.c``)
+that makes, wakes and waits on C waiters directly (``csrc/park_door.h``).
+``LWP_NATIVE_PARK=0`` in the environment selects the Python ones, as on PyPy.
 """
 
 import os
@@ -305,8 +308,9 @@ def fd_closing(fd):
 
 def _load_native():
     """Install the native door (``csrc/park_py.h``): ``_native_waiter``,
-    ``_NativeGreenWaiter``, ``_native_set_lwp`` and ``_native_lwp_type`` (which lwp._core.lwp calls
-    with its class); True if it is there to be used."""
+    ``_NativeGreenWaiter``, ``_NativeLock``, ``_native_set_lwp`` and
+    ``_native_lwp_type`` (which lwp._core.lwp calls with its class); True if
+    it is there to be used."""
     if os.environ.get("LWP_NATIVE_PARK") == "0":
         return False
     try:
@@ -320,8 +324,13 @@ python_waiter = waiter
 """The reference :func:`waiter`, whichever is in use (for the tests)."""
 
 NATIVE = _load_native()
+new_lock = allocate_lock
+"""A new lock for an LWP (its ``_lock``): with the native door on, the door's
+own ``_NativeLock``, which its C takes without a method call and Python code
+uses as a ``_thread.lock``."""
 if NATIVE:
     waiter = _native_waiter  # noqa: F821 - installed by lwp_park_py_init
+    new_lock = _NativeLock  # noqa: F821 - installed by lwp_park_py_init
 
 # Last: the poller imports this module's waiter.  Imported here, not in the
 # functions that use it, so that a socket closed by a finalizer at interpreter

@@ -90,8 +90,9 @@ Blocking calls
 Everything that blocks goes through the waiter protocol of ``park``, which
 parks the green thread and lets the hub run others.  Its hot path (make a
 waiter, wake it, wait on it with the direct switch) is also transcribed in C
-(``csrc/park_py.c``), with the same locks and the same guarantees; the
-Python version stays the reference (``LWP_NATIVE_PARK=0``).  Calls that can be polled
+(``csrc/park_py.c``), with the same locks and the same guarantees, and so is
+``Event`` (``csrc/event_py.c``); the Python versions stay the reference
+(``LWP_NATIVE_PARK=0``).  Calls that can be polled
 (sockets, pipes) wait in the LWP's epoll; the socket calls' hot path and the
 epoll loop's handling of events are in C too (``csrc/io_py.c``), on the same
 switch.  Calls that cannot (regular files,
