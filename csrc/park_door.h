@@ -1,6 +1,7 @@
 /*
  * park_door.h - the native park door (csrc/park_py.c) as C functions, for
- * the other native parts built on it (csrc/event_py.c, csrc/park_lock.c).  Not part of
+ * the other native parts built on it (csrc/event_py.c, csrc/park_lock.c,
+ * csrc/io_py.c).  Not part of
  * the cffi interface: these run holding the GIL, and only once
  * lwp_park_py_init() has succeeded.
  */
@@ -18,6 +19,9 @@ static inline double lwp_monotonic(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+/* park._tls.lwp, borrowed; NULL for None (park.set_lwp() keeps both). */
+PyObject *lwp_park_this_lwp(void);
 
 /* park.waiter(): a green waiter for a green thread, else park.OSWaiter(). */
 PyObject *lwp_park_waiter(void);

@@ -28,7 +28,7 @@ int lwp_park_py_init(const char *module_name)
 
 /* Objects of lwp._core.park, looked up once by lwp_park_py_init (which
  * keeps them alive for good). */
-static PyObject *tls, *timed_out, *os_waiter;
+static PyObject *timed_out, *os_waiter;
 static PyObject *st_done, *st_parked, *st_runnable, *st_running;
 static PyTypeObject *waiter_type;
 /* (True, None): the outcome of wake(True), how lwp.sync hands off, made once. */
@@ -74,7 +74,7 @@ static PyObject *deque_append_m, *deque_popleft_m,
     *greenlet_switch_m;
 static PyTypeObject *greenlet_type;
 
-static PyObject *s_lwp, *s_current, *s_when, *s__take_new, *s__spare, *s_hub, *s_call_later,
+static PyObject *s_current, *s_when, *s__take_new, *s__spare, *s_hub, *s_call_later,
     *s_cancel, *s__make_runnable, *s_wake;
 
 #define GET(obj, fields, i) get_slot((obj), &(fields)[i])
@@ -227,19 +227,31 @@ static int settled(waiter *self)
 
 /* -- waiter() ---------------------------------------------------------------- */
 
+/* park._tls.lwp of the calling kernel thread (a strong reference, or NULL),
+ * which park.set_lwp() copies here: read without a threading.local look-up. */
+static _Thread_local PyObject *this_lwp;
+
+/* _native_set_lwp(lwp or None): park.set_lwp()'s copy. */
+static PyObject *py_set_lwp(PyObject *module, PyObject *lwp)
+{
+    (void)module;
+    Py_XSETREF(this_lwp, lwp == Py_None ? NULL : Py_NewRef(lwp));
+    Py_RETURN_NONE;
+}
+
+PyObject *lwp_park_this_lwp(void)
+{
+    return this_lwp;
+}
+
 /* park.waiter() */
 PyObject *lwp_park_waiter(void)
 {
     PyObject *lwp, *t;
     waiter *w;
 
-#if PY_VERSION_HEX >= 0x030D0000
-    if (PyObject_GetOptionalAttr(tls, s_lwp, &lwp) < 0)
-#else
-    if (_PyObject_LookupAttr(tls, s_lwp, &lwp) < 0)
-#endif
-        return NULL;
-    if (lwp != NULL && lwp != Py_None) {
+    lwp = Py_XNewRef(this_lwp);
+    if (lwp != NULL) {
         t = lwp_type != NULL && PyObject_TypeCheck(lwp, lwp_type)
             ? GET(lwp, lwp_fields, L_CURRENT) : PyObject_GetAttr(lwp, s_current);
         Py_DECREF(lwp);
@@ -755,6 +767,7 @@ static PyObject *py_lwp_type(PyObject *module, PyObject *const *args, Py_ssize_t
 
 static PyMethodDef functions[] = {
     {"_native_waiter", py_waiter, METH_NOARGS, "_native_waiter(): park.waiter()"},
+    {"_native_set_lwp", py_set_lwp, METH_O, "_native_set_lwp(lwp or None): park.set_lwp's copy"},
     {"_native_lwp_type", (PyCFunction)(void (*)(void))py_lwp_type, METH_FASTCALL,
      "_native_lwp_type(LWP, fairness_ticks): the LWP class whose slots the hot path uses"},
     {NULL, NULL, 0, NULL},
@@ -763,7 +776,7 @@ static PyMethodDef functions[] = {
 static int intern_names(void)
 {
     static struct { PyObject **var; const char *name; } names[] = {
-        {&s_lwp, "lwp"}, {&s_current, "current"}, {&s_when, "when"},
+        {&s_current, "current"}, {&s_when, "when"},
         {&s__take_new, "_take_new"}, {&s__spare, "_spare"}, {&s_hub, "hub"},
         {&s_call_later, "call_later"},
         {&s_cancel, "cancel"}, {&s__make_runnable, "_make_runnable"}, {&s_wake, "wake"},
@@ -813,7 +826,7 @@ static int load_methods(void)
 static int init(const char *module_name)
 {
     static struct { PyObject **var; const char *name; } objects[] = {
-        {&tls, "_tls"}, {&timed_out, "TIMED_OUT"}, {&os_waiter, "OSWaiter"},
+        {&timed_out, "TIMED_OUT"}, {&os_waiter, "OSWaiter"},
         {&st_done, "DONE"}, {&st_parked, "PARKED"}, {&st_runnable, "RUNNABLE"},
         {&st_running, "RUNNING"},
     };

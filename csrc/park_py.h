@@ -15,13 +15,16 @@
  *
  *   _native_waiter()     -> as park.waiter(): a _NativeGreenWaiter for a
  *                           green thread, else park.OSWaiter()
+ *   _native_set_lwp(lwp)  the calling kernel thread's LWP (or None), which
+ *                        park.set_lwp() gives as it sets _tls.lwp: the C
+ *                        reads it from a C thread-local
  *   _NativeGreenWaiter   the type; instances have .thread and .outcome as
  *                        GreenWaiter's slots, .late (None), and the methods
  *                        wake(value=None, exc=None, timeout=-1) and
  *                        wait(timeout=None) of GreenWaiter
  *   _NativeLock          the type of the LWPs' locks (park.new_lock)
  *
- * It reads from that module _tls, TIMED_OUT, OSWaiter and the thread states
+ * It reads from that module TIMED_OUT, OSWaiter and the thread states
  * DONE, PARKED, RUNNABLE and RUNNING, and switches greenlets with
  * greenlet.switch, as the reference does.  Anything off the hot path (a
  * timeout's timer, a park that must pass through the hub, a wake-up from

@@ -31,9 +31,10 @@ def _read(name):
 
 # The declarations come from the real headers, between their markers, so the
 # C and the cdef cannot drift apart.
-_HEADERS = ["activations.h", "activations_py.h", "event_py.h", "park_py.h", "preempt.h"]
-_SOURCES = ["activations.c", "activations_py.c", "event_py.c", "park_lock.c", "park_py.c",
-            "preempt.c"]
+_HEADERS = ["activations.h", "activations_py.h", "event_py.h", "io_py.h", "park_py.h",
+            "preempt.h"]
+_SOURCES = ["activations.c", "activations_py.c", "event_py.c", "io_py.c", "park_lock.c",
+            "park_py.c", "preempt.c", "slots.c"]
 
 
 def _cdef_of(header):
@@ -79,6 +80,7 @@ ffi.set_source(
     #include "activations.h"
     #include "activations_py.h"
     #include "event_py.h"
+    #include "io_py.h"
     #include "park_py.h"
     #include "preempt.h"
     """,
@@ -86,7 +88,7 @@ ffi.set_source(
     # runs setup.py; ffi.compile() below runs from there too.
     sources=[os.path.relpath(os.path.join(_csrc, c), _root) for c in _SOURCES],
     depends=[os.path.relpath(os.path.join(_csrc, h), _root)
-             for h in _HEADERS + ["builtins.h", "park_door.h", "park_lock.h"]],
+             for h in _HEADERS + ["builtins.h", "park_door.h", "park_lock.h", "slots.h"]],
     include_dirs=[_csrc],
     # Full C API, not the limited one (abi3): preempt.c reads the thread
     # state (PyThreadState.c_tracefunc, .thread_id) and calls

@@ -42,6 +42,15 @@ parked on the descriptor, by these methods or by other means
 A thread whose calls keep succeeding without waiting lets the others run
 after a few dozen of them, so one busy connection cannot starve the rest.
 
+``recv``, ``recv_into``, ``send`` and ``sendall`` run as C methods when the
+native module is built (``csrc/io_py.c``): a transcription of the common case
+of the Python below (:meth:`socket._io` with the poller's ``ready``, edge
+``wait`` and ``not_ready`` and the LWP's ``io_spend``), which stays the
+reference, what the C calls for everything else, and what runs with
+``LWP_NATIVE_PARK=0``.  Their ``recv`` and ``send`` system calls are made
+holding the GIL (with ``MSG_DONTWAIT``: they cannot block).  A subclass that
+overrides ``_io`` must override these methods too.
+
 Limits: a socket handed to a C library that calls the descriptor directly
 sees a non-blocking descriptor; ``detach()`` leaves the descriptor
 non-blocking.  On an ``AF_UNIX`` stream socket, a ``recv``/``recv_into``
@@ -62,7 +71,10 @@ from socket import *  # noqa: F401,F403 - the drop-in re-exports the standard mo
 from socket import _GLOBAL_DEFAULT_TIMEOUT  # noqa: F401 - callers compare with it by identity
 from socket import SocketIO  # noqa: F401 - not in socket.__all__, but used (makefile)
 
+from ._core import poller as _poller
 from ._core.activation import blocking as _blocking
+from ._core.lwp import _IO_BUDGET
+from ._core.lwp import LWP as _LWP
 from ._core.park import current as _current
 from ._core.park import current_lwp as _current_lwp
 from ._core.park import fd_closing as _fd_closing
@@ -489,6 +501,12 @@ class socket(_std_socket):
         if fd >= 0:
             _fd_closing(fd)  # its next owner may close it without telling lwp
         return super().detach()
+
+
+# The native socket path (see the module doc): recv, recv_into, send and
+# sendall become C methods; the Python ones stay as socket._python_recv ...
+if _poller.NATIVE:
+    _poller._native_socket_methods(socket, _LWP, _IO_BUDGET)
 
 
 SocketType = _std.SocketType  # the C base type, as in the standard module

@@ -16,7 +16,10 @@ waits between them.  With one connection every park finds nothing to run
 and goes through the hub's idle pass and an ``epoll_wait``; with ten in
 lockstep, one ``epoll_wait`` serves several connections and most parks
 switch straight to the next woken thread, as under the benchmark's 100
-connections.  Needs valgrind; takes two minutes.
+connections.  The native door is the C of the park door and of the socket
+path (``csrc/park_py.c``, ``csrc/io_py.c``); the Python door
+(``LWP_NATIVE_PARK=0``) their Python reference.  Needs valgrind; takes two
+minutes.
 
     python docs/figures/count_echo.py            # lwp native door, lwp Python door
 """

@@ -92,11 +92,12 @@ class Timer:
 class LWP:
     """A kernel thread running green threads.  Made and started by the Scheduler."""
 
-    # The fields the native park/wake door reads and writes (csrc/park_py.c)
-    # are slots, which it reaches at the offsets their descriptors give; the
-    # others live in the instance dict.
+    # The fields the native park/wake door and socket path read and write
+    # (csrc/park_py.c, csrc/io_py.c) are slots, which they reach at the
+    # offsets their descriptors give; the others live in the instance dict.
     __slots__ = ("_lock", "_inbox", "_calls", "_newq", "_shuffle", "_runq", "_timers",
-                 "ticks", "current", "ident", "__dict__", "__weakref__")
+                 "ticks", "current", "ident", "_poller", "io_ticks", "io_left",
+                 "__dict__", "__weakref__")
 
     def __init__(self, sched, index, kind="pooled"):
         self.sched = sched
@@ -260,7 +261,7 @@ class LWP:
 
     def _main(self):
         self.ident = _kernel_ident()
-        park._tls.lwp = self
+        park.set_lwp(self)
         self.hub = greenlet.getcurrent()
         self.busy_since = time.monotonic()
         self.sched._lwp_started(self)
@@ -269,7 +270,7 @@ class LWP:
         finally:
             # No longer an LWP: from here on a deferred wake-up (park.wake_or_defer)
             # must not be left in _calls, which no loop will drain.
-            park._tls.lwp = None
+            park.set_lwp(None)
             self._spare.clear()  # kills the recycled greenlets on their own thread
             if self._completions is not None:
                 for hook in self._wake_hooks:

@@ -62,6 +62,15 @@ _tls = _local()  # .lwp: the LWP run by this kernel thread, if any
 current_lwp = partial(getattr, _tls, "lwp", None)
 
 
+def set_lwp(lwp):
+    """Make ``lwp`` (None: no LWP) the calling kernel thread's: ``_tls.lwp``,
+    and its copy in the native door (``csrc/park_py.c``), which reads it
+    without a ``threading.local`` look-up.  The only writer of both."""
+    _tls.lwp = lwp
+    if NATIVE:
+        _native_set_lwp(lwp)  # noqa: F821 - installed by lwp_park_py_init
+
+
 def current():
     """The calling green thread, or None when called from a plain OS thread."""
     lwp = getattr(_tls, "lwp", None)
@@ -299,8 +308,9 @@ def fd_closing(fd):
 
 def _load_native():
     """Install the native door (``csrc/park_py.h``): ``_native_waiter``,
-    ``_NativeGreenWaiter``, ``_NativeLock`` and ``_native_lwp_type`` (which
-    lwp._core.lwp calls with its class); True if it is there to be used."""
+    ``_NativeGreenWaiter``, ``_NativeLock``, ``_native_set_lwp`` and
+    ``_native_lwp_type`` (which lwp._core.lwp calls with its class); True if
+    it is there to be used."""
     if os.environ.get("LWP_NATIVE_PARK") == "0":
         return False
     try:

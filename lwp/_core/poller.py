@@ -53,6 +53,17 @@ the spot; other LWPs are told through ``call_soon_threadsafe``, and until they
 get to it the generation keeps them honest: state recorded under an older
 generation belongs to a closed file, so its waiters get ``EBADF`` and a
 recycled fd number starts afresh, never receiving a stale wake-up or waiter.
+
+Two implementations of the hot path exist, as for the park door
+(:mod:`lwp._core.park`): this module and lwp.socket are the reference, and
+``csrc/io_py.c`` transcribes their common case in C, used when the native
+module is built and ``LWP_NATIVE_PARK`` is not ``0``: the epoll loop's
+handling of events (:func:`_deliver_events`; one-shot registrations and
+closed files' state go to the Python), and inside lwp.socket's ``recv``,
+``recv_into``, ``send`` and ``sendall``, :meth:`Poller.ready`,
+:meth:`Poller.not_ready` and the edge case of :meth:`Poller.wait` (a fresh
+or closed file's state, and a second waiter of one direction, go to the
+Python).  The guarantees above hold on both.
 """
 
 import errno
@@ -61,6 +72,7 @@ from _thread import allocate_lock
 from collections import deque
 from select import epoll
 
+from . import park as _park
 from .park import TIMED_OUT, waiter
 
 _READ = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
@@ -323,39 +335,49 @@ class Poller:
 
         Returns True if the LWP's wake-up fd fired.
         """
-        woke = False
         if timeout is not None and timeout > _MAX_WAIT:
             timeout = _MAX_WAIT  # epoll takes an int of milliseconds; the hub waits again
         try:
             events = self._ep.poll(-1 if timeout is None else timeout)
         except InterruptedError:
             return False
-        fds = self._fds
-        for fd, ev in events:
-            st = fds.get(fd)
-            if st is None:  # the wake-up fd has no state
-                if fd == self._wakefd:
-                    woke = True
-                continue
-            if st.gen != _gens.get(fd, 0):
-                self._drop(fd, st)  # closed on another LWP, not forgotten here yet
-                continue
-            if st.registered == _EDGED:
-                if ev & _STICKY:
-                    st.closed |= ev & _STICKY
-                if ev & _READ_EDGE:
-                    _edge(st, False)
-                # A socket's every edge says it is writable too; mostly old news.
-                if ev & _WRITE and (st.writer is not None or not st.wready):
-                    _edge(st, True)
-                continue
-            if ev & _READ and st.reader is not None:
-                st.reader = _wake_first(st.reader)
-            if ev & _WRITE and st.writer is not None:
-                st.writer = _wake_first(st.writer)
-            if st.reader is not None or st.writer is not None:
-                self._arm(fd, st, False)
-        return woke
+        return _deliver(self, events)
+
+    def _oneshot_event(self, fd, st, ev):
+        """Event ``ev`` of ``fd``, whose one-shot registration ``st`` is current."""
+        if ev & _READ and st.reader is not None:
+            st.reader = _wake_first(st.reader)
+        if ev & _WRITE and st.writer is not None:
+            st.writer = _wake_first(st.writer)
+        if st.reader is not None or st.writer is not None:
+            self._arm(fd, st, False)
+
+
+def _deliver_events(poller, events):
+    """Wake the waiters of ``events``, epoll's ``(fd, mask)`` pairs, on ``poller``:
+    True if its wake-up fd is among them.  The reference of ``_native_deliver``
+    (``csrc/io_py.c``)."""
+    woke = False
+    fds = poller._fds
+    for fd, ev in events:
+        st = fds.get(fd)
+        if st is None:  # the wake-up fd has no state
+            if fd == poller._wakefd:
+                woke = True
+            continue
+        if st.gen != _gens.get(fd, 0):
+            poller._drop(fd, st)  # closed on another LWP, not forgotten here yet
+        elif st.registered == _EDGED:
+            if ev & _STICKY:
+                st.closed |= ev & _STICKY
+            if ev & _READ_EDGE:
+                _edge(st, False)
+            # A socket's every edge says it is writable too; mostly old news.
+            if ev & _WRITE and (st.writer is not None or not st.wready):
+                _edge(st, True)
+        else:
+            poller._oneshot_event(fd, st, ev)
+    return woke
 
 
 def _join(slot, w):
@@ -404,3 +426,20 @@ def _edge(st, write):
             w.wake(True)
     else:
         slot.wake(True)
+
+
+def _load_native():
+    """Install the native socket path (``csrc/io_py.h``): ``_native_deliver``
+    and ``_native_socket_methods`` (which lwp.socket calls with its class);
+    True if it is there to be used.  On the park door's switch: with the
+    Python door (``LWP_NATIVE_PARK=0``) the Python here and in lwp.socket is
+    what runs."""
+    if not _park.NATIVE:
+        return False
+    from lwp._native import lib
+
+    return hasattr(lib, "lwp_io_py_init") and lib.lwp_io_py_init(__name__.encode()) == 0
+
+
+NATIVE = _load_native()
+_deliver = _native_deliver if NATIVE else _deliver_events  # noqa: F821 - installed by lwp_io_py_init

@@ -93,7 +93,9 @@ waiter, wake it, wait on it with the direct switch) is also transcribed in C
 (``csrc/park_py.c``), with the same locks and the same guarantees, and so is
 ``Event`` (``csrc/event_py.c``); the Python versions stay the reference
 (``LWP_NATIVE_PARK=0``).  Calls that can be polled
-(sockets, pipes) wait in the LWP's epoll.  Calls that cannot (regular files,
+(sockets, pipes) wait in the LWP's epoll; the socket calls' hot path and the
+epoll loop's handling of events are in C too (``csrc/io_py.c``), on the same
+switch.  Calls that cannot (regular files,
 DNS, arbitrary C code) run on an activation; see ``activation``.  Calls lwp
 cannot see at all stall their LWP: the monitor (``monitor``) notices an LWP
 that has not switched for longer than a threshold, moves its unstarted threads
