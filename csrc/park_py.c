@@ -25,6 +25,7 @@ int lwp_park_py_init(const char *module_name)
 #include "builtins.h"
 #include "park_door.h"
 #include "park_lock.h"
+#include "slots.h"
 
 /* Objects of lwp._core.park, looked up once by lwp_park_py_init (which
  * keeps them alive for good). */
@@ -35,17 +36,8 @@ static PyTypeObject *waiter_type;
 static PyObject *true_outcome;
 static int ready;  /* lwp_park_py_init() succeeded */
 
-/* The slots of GreenThread and LWP that the hot path reads and writes, at
- * the offsets their member descriptors give: a fraction of the cost of
- * PyObject_GetAttr, which looks the name up in the type and the instance
- * first.  GET and SET below do what PyMember_GetOne/SetOne do for such a
- * slot (T_OBJECT_EX, writable, not audited: load_fields checks), inline. */
-typedef struct {
-    const char *name;
-    PyObject *descr;     /* the member descriptor, kept alive */
-    PyMemberDef *member;
-} field;
-
+/* The slots of GreenThread and LWP that the hot path reads and writes
+ * (slots.h: at their offsets). */
 enum { T_LWP, T_STATE, T_WAITING, T_PENDING_EXC, T_GLET, N_THREAD_FIELDS };
 static field thread_fields[N_THREAD_FIELDS] = {
     {"_lwp", NULL, NULL}, {"_state", NULL, NULL}, {"_waiting", NULL, NULL},
@@ -76,29 +68,6 @@ static PyTypeObject *greenlet_type;
 
 static PyObject *s_current, *s_when, *s__take_new, *s__spare, *s_hub, *s_call_later,
     *s_cancel, *s__make_runnable, *s_wake;
-
-#define GET(obj, fields, i) get_slot((obj), &(fields)[i])
-#define SET(obj, fields, i, v) set_slot((obj), &(fields)[i], (v))
-
-/* obj.<f> (new reference), or NULL with AttributeError if unset. */
-static inline PyObject *get_slot(PyObject *obj, const field *f)
-{
-    PyObject *v = *(PyObject **)((char *)obj + f->member->offset);
-
-    if (v == NULL) {
-        PyErr_Format(PyExc_AttributeError, "'%.200s' object has no attribute '%s'",
-                     Py_TYPE(obj)->tp_name, f->name);
-        return NULL;
-    }
-    return Py_NewRef(v);
-}
-
-/* obj.<f> = v; always 0 (an int, for the callers' `|| SET(...) < 0`). */
-static inline int set_slot(PyObject *obj, const field *f, PyObject *v)
-{
-    Py_XSETREF(*(PyObject **)((char *)obj + f->member->offset), Py_NewRef(v));
-    return 0;
-}
 
 typedef struct {
     PyObject_HEAD
@@ -710,36 +679,6 @@ static PyType_Spec waiter_spec = {
 
 /* -- init ---------------------------------------------------------------------- */
 
-/* Fill fields[0..n) from the member descriptors (slots) of type; on
- * failure fields[] is left as it was. */
-static int load_fields(PyTypeObject *type, field *fields, int n)
-{
-    PyObject *found[(int)N_LWP_FIELDS > (int)N_THREAD_FIELDS ? (int)N_LWP_FIELDS : (int)N_THREAD_FIELDS];
-    int i;
-
-    for (i = 0; i < n; i++) {
-        PyObject *d = PyObject_GetAttrString((PyObject *)type, fields[i].name);
-
-        if (d != NULL && (!Py_IS_TYPE(d, &PyMemberDescr_Type)
-                          || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX
-                          || ((PyMemberDescrObject *)d)->d_member->flags != 0)) {
-            PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, fields[i].name);
-            Py_CLEAR(d);
-        }
-        if (d == NULL) {
-            while (i > 0)
-                Py_DECREF(found[--i]);
-            return -1;
-        }
-        found[i] = d;
-    }
-    for (i = 0; i < n; i++) {
-        Py_XSETREF(fields[i].descr, found[i]);
-        fields[i].member = ((PyMemberDescrObject *)found[i])->d_member;
-    }
-    return 0;
-}
-
 /* _native_lwp_type(LWP, fairness_ticks): called by lwp._core.lwp once it has
  * defined its class, before any LWP runs. */
 static PyObject *py_lwp_type(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -758,7 +697,7 @@ static PyObject *py_lwp_type(PyObject *module, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_ValueError, "fairness_ticks must be > 0");
         return NULL;
     }
-    if (load_fields((PyTypeObject *)args[0], lwp_fields, N_LWP_FIELDS) < 0)
+    if (lwp_load_fields((PyTypeObject *)args[0], lwp_fields, N_LWP_FIELDS) < 0)
         return NULL;
     Py_XSETREF(lwp_type, (PyTypeObject *)Py_NewRef(args[0]));
     fairness_ticks = ticks;
@@ -789,18 +728,6 @@ static int intern_names(void)
     return 0;
 }
 
-/* module.name, a new reference. */
-static PyObject *attr_of(const char *module_name, const char *name)
-{
-    PyObject *module = PyImport_ImportModule(module_name), *v;
-
-    if (module == NULL)
-        return NULL;
-    v = PyObject_GetAttrString(module, name);
-    Py_DECREF(module);
-    return v;
-}
-
 static int load_methods(void)
 {
     static struct { PyObject **var; const char *module, *type, *name; } methods[] = {
@@ -811,7 +738,7 @@ static int load_methods(void)
     size_t i;
 
     for (i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        PyObject *type = attr_of(methods[i].module, methods[i].type);
+        PyObject *type = lwp_attr_of(methods[i].module, methods[i].type);
 
         if (type == NULL)
             return -1;
@@ -846,10 +773,10 @@ static int init(const char *module_name)
     for (i = 0; i < sizeof objects / sizeof objects[0]; i++)
         if ((*objects[i].var = PyObject_GetAttrString(module, objects[i].name)) == NULL)
             goto done;
-    thread_type = (PyTypeObject *)attr_of("lwp._core.thread", "GreenThread");
-    if (thread_type == NULL || load_fields(thread_type, thread_fields, N_THREAD_FIELDS) < 0)
+    thread_type = (PyTypeObject *)lwp_attr_of("lwp._core.thread", "GreenThread");
+    if (thread_type == NULL || lwp_load_fields(thread_type, thread_fields, N_THREAD_FIELDS) < 0)
         goto done;
-    greenlet_type = (PyTypeObject *)attr_of("greenlet", "greenlet");
+    greenlet_type = (PyTypeObject *)lwp_attr_of("greenlet", "greenlet");
     if (greenlet_type == NULL)
         goto done;
     lock_type = lwp_lock_type_new();

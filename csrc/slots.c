@@ -23,7 +23,8 @@ int lwp_load_fields(PyTypeObject *type, field *fields, int n)
         PyObject *d = PyObject_GetAttrString((PyObject *)type, fields[i].name);
 
         if (d != NULL && (!Py_IS_TYPE(d, &PyMemberDescr_Type)
-                          || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)) {
+                          || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX
+                          || ((PyMemberDescrObject *)d)->d_member->flags != 0)) {
             PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, fields[i].name);
             Py_CLEAR(d);
         }

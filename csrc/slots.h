@@ -22,7 +22,8 @@ typedef struct {
 /* obj.<field>: a new reference, or NULL with AttributeError if unset; and
  * obj.<field> = v (v not NULL).  What PyMember_GetOne and PyMember_SetOne do
  * for a slot (T_OBJECT_EX, never read-only), without their generic checks:
- * obj must be an instance of the type the field was loaded from. */
+ * obj must be an instance of the type the field was loaded from, and the
+ * slot writable and not audited (lwp_load_fields checks). */
 static inline PyObject *lwp_slot_get(PyObject *obj, const field *f)
 {
     PyObject *v = *(PyObject **)((char *)obj + f->member->offset);
@@ -49,7 +50,7 @@ static inline int lwp_slot_set(PyObject *obj, const field *f, PyObject *v)
 
 /* Fill fields[0..n) (n <= LWP_MAX_FIELDS) from the member descriptors
  * (slots) of type; on failure (AttributeError, or TypeError for a name
- * that is not a slot) fields[] is left as it was. */
+ * that is not a writable slot) fields[] is left as it was. */
 #define LWP_MAX_FIELDS 16
 int lwp_load_fields(PyTypeObject *type, field *fields, int n);
 
