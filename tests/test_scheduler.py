@@ -244,20 +244,23 @@ import lwp
 # As in an interactive shell, whatever launched the tests (a background job
 # inherits SIGINT ignored, and lwp then rightly leaves it ignored).
 signal.signal(signal.SIGINT, signal.default_int_handler)
+def say(text):  # one write: main's thread and the main OS thread may both be printing
+    sys.stdout.write(text + '\\n')
+    sys.stdout.flush()
 {prelude}
 def main():
     try:
-        print('ready', flush=True)
+        say('ready')
         lwp.sleep(60)
     except BaseException as e:
-        print(type(e).__name__, flush=True)
+        say(type(e).__name__)
         raise
     finally:
-        print('finally ran', flush=True)
+        say('finally ran')
 try:
     lwp.run(main)
 except KeyboardInterrupt:
-    print('KeyboardInterrupt', flush=True)
+    say('KeyboardInterrupt')
     sys.exit(3)
 """
 
@@ -319,7 +322,7 @@ _SIGNAL_UNDER_THE_LOCK = (
     "    owner = real(t)\n"
     "    if not fired and threading.current_thread() is threading.main_thread():\n"
     "        fired.append(True)\n"
-    "        print('signal-under-the-lock', flush=True)\n"
+    "        say('signal-under-the-lock')\n"
     "        signal.raise_signal(signal.{sig})  # handled right here, lock held\n"
     "    return owner\n"
     "thread.lock_owner = lock_owner\n")
