@@ -255,7 +255,8 @@ def memory_table(mem):
          "``tracemalloc`` saw: the chunk comes from ``mmap``"],
         ["the C stack greenlet copies to the heap at the switch (``greenlet._stack_saved``)",
          b(mem["lwp_stack_saved"]),
-         f"a bare greenlet parked in a Python function: {b(mem['bare_stack_saved'])}"],
+         f"a bare greenlet parked in a Python function: {b(mem['bare_stack_saved'])}; "
+         f"an lwp thread parked in a socket's ``recv``: {b(mem['recv_stack_saved'])}"],
         ["the greenlet object and its C++ state", b(mem["greenlet_object"]),
          "RSS per greenlet created and never started"],
         ["what lwp adds: its thread, waiter and bookkeeping, and the deeper saved stack",

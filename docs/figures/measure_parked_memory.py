@@ -11,7 +11,8 @@ measured in a fresh child process over ``N`` objects:
   *data stack* (where 3.11+ keeps Python frames), of which the parked frame
   touches one page, and greenlet copies the C stack it used to the heap
   (``greenlet._stack_saved``).
-* ``lwp``: ``N`` lwp threads parked on one :class:`lwp.Event` on one LWP.
+* ``lwp``: ``N`` lwp threads parked on one :class:`lwp.Event` on one LWP;
+  and, for its saved C stack only, one thread parked in a socket's ``recv``.
 
 Each kind is run twice: for RSS (``/proc/self/statm``), and under
 ``tracemalloc`` for what Python's allocators hand out (the data stack comes
@@ -57,6 +58,22 @@ def park_greenlets(n, start):
     return gs, gs[-1]._stack_saved if start else 0
 
 
+def recv_stack_saved():
+    """The C stack saved for a thread parked in a socket's ``recv``."""
+    import lwp
+    from lwp import socket
+
+    a, b = socket.socketpair()
+    with a, b:
+        t = lwp.spawn(a.recv, 1)
+        while t._glet is None or not t._glet._stack_saved:
+            lwp.sleep(0.01)
+        saved = t._glet._stack_saved
+        b.send(b"x")
+        t.join()
+    return saved
+
+
 def park_lwp_threads(n, measure):
     import lwp
 
@@ -70,7 +87,7 @@ def park_lwp_threads(n, measure):
         while sum(t._glet is not None for t in threads[-10:]) < 10:
             lwp.sleep(0.01)
         lwp.sleep(0.05)
-        result = measure(), threads[-1]._glet._stack_saved
+        result = measure(), threads[-1]._glet._stack_saved, recv_stack_saved()
         event.set()
         for t in threads:
             t.join()
@@ -97,12 +114,14 @@ def child(kind, traced):
                      for s in stats[:6] if s.size_diff / N >= 8]
         return grown / N, lines
 
+    recv_saved = None
     if kind == "lwp":
-        (per, lines), saved = park_lwp_threads(N, measure)
+        (per, lines), saved, recv_saved = park_lwp_threads(N, measure)
     else:
         keep, saved = park_greenlets(N, kind == "bare")
         per, lines = measure()
-    print(json.dumps({"per": per, "stack_saved": saved, "lines": lines}))
+    print(json.dumps({"per": per, "stack_saved": saved, "recv_stack_saved": recv_saved,
+                      "lines": lines}))
 
 
 def run_child(kind, traced):
@@ -127,6 +146,7 @@ def main():
         "lwp_rss": r["lwp"]["rss"]["per"],
         "lwp_traced": r["lwp"]["traced"]["per"],
         "lwp_stack_saved": r["lwp"]["rss"]["stack_saved"],
+        "recv_stack_saved": r["lwp"]["rss"]["recv_stack_saved"],
         "lwp_lines": r["lwp"]["traced"]["lines"],
     }
     # What starting a greenlet adds that no Python allocator hands out: the data-stack page.
