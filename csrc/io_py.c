@@ -70,7 +70,8 @@ static PyObject *ss_recv, *ss_recv_into, *ss_send, *ss_fileno;
 enum { R_RECV, R_RECV_INTO, R_SEND, R_SENDALL, N_REFS };
 static PyObject *refs[N_REFS];
 
-static PyObject *s_wait, *s_wake, *s__drop, *s__oneshot_event, *s__wait, *s__send_from;
+static PyObject *s_wait, *s_wake, *s__drop, *s__oneshot_event, *s__send_from,
+    *s__adopt, *s__arm;
 
 /* -- small helpers ------------------------------------------------------------- */
 
@@ -540,35 +541,41 @@ done:
     }
 }
 
-/* Poller.wait(fd, write, timeout, edge=True) when fd's state is current,
- * edge-registered and nobody waits in that direction; else that Python
- * method.  1 if woken by readiness, 0 on timeout, -1 on error. */
+/* Poller.wait(fd, write, timeout, edge=True) when nobody waits on fd in
+ * that direction; else that Python method.  The state of a new (or closed
+ * and reused) fd is adopted, and a socket not yet edge-registered is
+ * armed, by calls to the Python that return before the park: a thread
+ * parked here keeps no eval-loop frame on its C stack, which greenlet
+ * would save with it (a connection's first wait is as light as the rest).
+ * 1 if woken by readiness, 0 on timeout, -1 on error. */
 static int edge_wait(PyObject *poller, PyObject *fds, PyObject *fd, int write, PyObject *timeout)
 {
     PyObject *st = fd_state(fds, fd), *slot, *w, *r;
     long registered;
-    int common = 0, truth;
+    int old, busy, truth;
 
     if (st == NULL && PyErr_Occurred())
         return -1;
-    if (st != NULL) {
-        int old = stale(st, fd);
-
-        if (old < 0)
+    old = st == NULL ? 1 : stale(st, fd);
+    if (old < 0)
+        goto fail;
+    if (old) {  /* st = self._adopt(fd, st) */
+        r = PyObject_CallMethodObjArgs(poller, s__adopt, fd, st == NULL ? Py_None : st, NULL);
+        Py_XSETREF(st, r);
+        if (st == NULL)
+            return -1;
+        if (!Py_IS_TYPE(st, fd_state_type)) {
+            PyErr_Format(PyExc_TypeError, "not an _FdState: %R", st);
             goto fail;
-        registered = old ? 0 : get_long(st, fd_fields, F_REGISTERED);
-        if (registered == -1 && PyErr_Occurred())
-            goto fail;
-        if (registered == EDGED) {
-            slot = GET(st, fd_fields, write ? F_WRITER : F_READER);
-            if (slot == NULL)
-                goto fail;
-            common = slot == Py_None;
-            Py_DECREF(slot);
         }
     }
-    if (!common) {
-        Py_XDECREF(st);
+    slot = GET(st, fd_fields, write ? F_WRITER : F_READER);
+    if (slot == NULL)
+        goto fail;
+    busy = slot != Py_None;
+    Py_DECREF(slot);
+    if (busy) {
+        Py_DECREF(st);
         r = PyObject_CallMethodObjArgs(poller, s_wait, fd, write ? Py_True : Py_False,
                                        timeout, Py_True, NULL);
         if (r == NULL)
@@ -577,6 +584,9 @@ static int edge_wait(PyObject *poller, PyObject *fds, PyObject *fd, int write, P
         Py_DECREF(r);
         return truth;
     }
+    registered = get_long(st, fd_fields, F_REGISTERED);
+    if (registered == -1 && PyErr_Occurred())
+        goto fail;
     w = lwp_park_waiter();
     if (w == NULL)
         goto fail;
@@ -586,8 +596,11 @@ static int edge_wait(PyObject *poller, PyObject *fds, PyObject *fd, int write, P
         Py_DECREF(w);
         goto fail;
     }
-    r = lwp_park_is_green_waiter(w) ? lwp_park_wait(w, timeout)
-        : PyObject_CallMethodOneArg(w, s_wait, timeout);
+    r = registered == EDGED ? Py_NewRef(Py_None)  /* else self._arm(fd, st, True) */
+        : PyObject_CallMethodObjArgs(poller, s__arm, fd, st, Py_True, NULL);
+    if (r != NULL)
+        Py_SETREF(r, lwp_park_is_green_waiter(w) ? lwp_park_wait(w, timeout)
+                  : PyObject_CallMethodOneArg(w, s_wait, timeout));
     leave(poller, st, write, w);
     Py_DECREF(w);
     Py_DECREF(st);
@@ -688,13 +701,27 @@ static PyObject *io(PyObject *lwp, PyObject *timeout, sys_call method, int write
         if (result != NULL || !PyErr_ExceptionMatches(PyExc_BlockingIOError))
             break;
         PyErr_Clear();
-        r = timeout == Py_None ? Py_NewRef(Py_None) : PyFloat_FromDouble(deadline);
-        if (r != NULL)
-            Py_SETREF(r, PyObject_CallMethodObjArgs(self, s__wait, write ? Py_True : Py_False,
-                                                    r, NULL));
-        if (r == NULL)
-            goto done;
+        /* self._wait(write, deadline), in C: its Python frame would stay on the
+         * C stack of the parked thread (a connection's first recv gets here) */
+        if (timeout == Py_None) {
+            r = Py_NewRef(Py_None);
+        } else {
+            double remaining = deadline - lwp_monotonic();
+
+            if (remaining <= 0) {
+                PyErr_SetString(PyExc_TimeoutError, "timed out");
+                goto done;
+            }
+            if ((r = PyFloat_FromDouble(remaining)) == NULL)
+                goto done;
+        }
+        rc = edge_wait(poller, fds, fd, write, r);
         Py_DECREF(r);
+        if (rc <= 0) {
+            if (rc == 0)
+                PyErr_SetString(PyExc_TimeoutError, "timed out");
+            goto done;
+        }
     }
     if (result == NULL || short_ == 0)
         goto done;
@@ -976,8 +1003,8 @@ static int init(const char *module_name)
 {
     static struct { PyObject **var; const char *name; } names[] = {
         {&s_wait, "wait"}, {&s_wake, "wake"}, {&s__drop, "_drop"},
-        {&s__oneshot_event, "_oneshot_event"}, {&s__wait, "_wait"},
-        {&s__send_from, "_send_from"},
+        {&s__oneshot_event, "_oneshot_event"},
+        {&s__send_from, "_send_from"}, {&s__adopt, "_adopt"}, {&s__arm, "_arm"},
     };
     static struct { PyObject **var; const char *name; } objects[] = {
         {&gens, "_gens"}, {&timed_out, "TIMED_OUT"}, {&leave_fn, "_leave"},

@@ -304,3 +304,30 @@ def test_native_set_lwp_copy_is_what_the_c_trusts():
     t.join()
     assert out == [b"ok", "OSWaiter"]
 
+
+
+@native_only
+def test_a_connections_first_wait_keeps_no_deeper_stack_than_the_next():
+    """A socket's first recv found no state, got EAGAIN and waited through the
+    Python ``_wait`` and ``Poller.wait``: their eval-loop frame stayed on the
+    parked thread's C stack, which greenlet saves with it (896 bytes more per
+    freshly accepted, idle connection)."""
+    def main():
+        a, b = socket.socketpair()
+        with a, b:
+            def reader():
+                a.recv(100)  # the first wait: no state for the fd yet
+                a.recv(100)  # a later one: the edge registration's common case
+
+            t = lwp.spawn(reader)
+            lwp.sleep(0.05)
+            first = t._glet._stack_saved
+            b.send(b"x")
+            lwp.sleep(0.05)
+            later = t._glet._stack_saved
+            b.send(b"y")
+            t.join()
+        return first, later
+
+    first, later = run1(main)
+    assert 0 < first <= later
