@@ -8,10 +8,12 @@
  * park door (LWP_NATIVE_PARK=0, or PyPy); each function below transcribes
  * the common case of the Python named in its comment, statement for
  * statement, and calls that Python for the rest: a plain OS thread, a
- * non-blocking socket, arguments of other types, an fd whose state must be
- * adopted or is not edge-registered, a second waiter of one direction, a
- * wait after EAGAIN, the I/O budget's end, a one-shot registration's event,
- * a closed file's state.  What it saves is the interpretation: the handler's
+ * non-blocking socket, arguments of other types, a second waiter of one
+ * direction, the I/O budget's end, a one-shot registration's event, a
+ * closed file's state.  An fd whose state must be adopted, or that is not
+ * edge-registered yet, is handed to Poller._adopt and Poller._arm, which
+ * return before the C parks: a parked thread keeps no eval-loop frame on
+ * its C stack, which greenlet saves with it.  What it saves is the interpretation: the handler's
  * recv, _io, Poller.ready, Poller.wait, Poller.not_ready and LWP.io_spend
  * are Python frames in the reference and none here.  lwp_io_py_init()
  * installs into the Python module named by its argument
