@@ -34,7 +34,6 @@ typedef struct {
 } event;
 
 static PyTypeObject *event_type;
-static PyObject *s_wake, *s_wait;
 
 static PyObject *event_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -98,8 +97,7 @@ static PyObject *event_set(event *self, PyObject *unused)
     for (i = 0; i < PyList_GET_SIZE(waiters); i++) {
         PyObject *w = Py_NewRef(PyList_GET_ITEM(waiters, i));  /* wake may run Python code */
 
-        r = lwp_park_is_green_waiter(w) ? lwp_park_wake(w, Py_True)
-            : PyObject_CallMethodOneArg(w, s_wake, Py_True);
+        r = lwp_park_wake(w, Py_True);
         Py_DECREF(w);
         if (r == NULL) {
             Py_DECREF(waiters);
@@ -159,7 +157,6 @@ static PyObject *event_wait(event *self, PyObject *const *args, Py_ssize_t nargs
 {
     static const char *const names[] = {"timeout"};
     PyObject *timeout = Py_None, *w, *got;
-    int green;
 
     if (self->flag)
         Py_RETURN_TRUE;
@@ -181,8 +178,7 @@ static PyObject *event_wait(event *self, PyObject *const *args, Py_ssize_t nargs
     if (PyList_Append(self->waiters, w) < 0)
         goto fail;
     /* end */
-    green = lwp_park_is_green_waiter(w);
-    got = green ? lwp_park_wait(w, timeout) : PyObject_CallMethodOneArg(w, s_wait, timeout);
+    got = lwp_park_wait(w, timeout);
     Py_DECREF(timeout);
     if (got == NULL || got == lwp_park_timed_out())
         discard(self, w);
@@ -284,9 +280,7 @@ static int init(const char *module_name)
         PyErr_SetString(PyExc_RuntimeError, "lwp_event_py_init() called twice");
         return -1;
     }
-    if ((s_wake = PyUnicode_InternFromString("wake")) == NULL
-            || (s_wait = PyUnicode_InternFromString("wait")) == NULL
-            || (module = lwp_imported_module(module_name)) == NULL)
+    if ((module = lwp_imported_module(module_name)) == NULL)
         return -1;
     event_type = (PyTypeObject *)PyType_FromSpec(&event_spec);
     rc = event_type == NULL

@@ -70,8 +70,7 @@ static PyObject *ss_recv, *ss_recv_into, *ss_send, *ss_fileno;
 enum { R_RECV, R_RECV_INTO, R_SEND, R_SENDALL, N_REFS };
 static PyObject *refs[N_REFS];
 
-static PyObject *s_wait, *s_wake, *s__drop, *s__oneshot_event, *s__send_from,
-    *s__adopt, *s__arm;
+static PyObject *s_wait, *s__drop, *s__oneshot_event, *s__send_from, *s__adopt, *s__arm;
 
 /* -- small helpers ------------------------------------------------------------- */
 
@@ -306,13 +305,6 @@ static PyObject *fd_call(sys_call method, PyObject *const *argv)
 
 /* -- the poller ------------------------------------------------------------------ */
 
-/* w.wake(True), through the door for a green waiter. */
-static PyObject *wake(PyObject *w)
-{
-    return lwp_park_is_green_waiter(w) ? lwp_park_wake(w, Py_True)
-        : PyObject_CallMethodOneArg(w, s_wake, Py_True);
-}
-
 /* _edge(st, write) */
 static int edge(PyObject *st, int write)
 {
@@ -334,7 +326,7 @@ static int edge(PyObject *st, int write)
         if (it == NULL)
             goto fail;
         while ((w = PyIter_Next(it)) != NULL) {
-            r = wake(w);
+            r = lwp_park_wake(w, Py_True);
             Py_DECREF(w);
             if (r == NULL)
                 break;
@@ -344,7 +336,7 @@ static int edge(PyObject *st, int write)
         if (PyErr_Occurred())
             goto fail;
     } else {
-        r = wake(slot);
+        r = lwp_park_wake(slot, Py_True);
         if (r == NULL)
             goto fail;
         Py_DECREF(r);
@@ -599,8 +591,7 @@ static int edge_wait(PyObject *poller, PyObject *fds, PyObject *fd, int write, P
     r = registered == EDGED ? Py_NewRef(Py_None)  /* else self._arm(fd, st, True) */
         : PyObject_CallMethodObjArgs(poller, s__arm, fd, st, Py_True, NULL);
     if (r != NULL)
-        Py_SETREF(r, lwp_park_is_green_waiter(w) ? lwp_park_wait(w, timeout)
-                  : PyObject_CallMethodOneArg(w, s_wait, timeout));
+        Py_SETREF(r, lwp_park_wait(w, timeout));
     leave(poller, st, write, w);
     Py_DECREF(w);
     Py_DECREF(st);
@@ -612,6 +603,17 @@ static int edge_wait(PyObject *poller, PyObject *fds, PyObject *fd, int write, P
 fail:
     Py_XDECREF(st);
     return -1;
+}
+
+/* edge_wait(), a timeout raised as TimeoutError: 0 once ready, else -1. */
+static int wait_ready(PyObject *poller, PyObject *fds, PyObject *fd, int write,
+                      PyObject *timeout)
+{
+    int rc = edge_wait(poller, fds, fd, write, timeout);
+
+    if (rc == 0)
+        PyErr_SetString(PyExc_TimeoutError, "timed out");
+    return rc > 0 ? 0 : -1;
 }
 
 /* -- the socket ------------------------------------------------------------------- */
@@ -687,15 +689,11 @@ static PyObject *io(PyObject *lwp, PyObject *timeout, sys_call method, int write
     if ((poller = poller_of(lwp)) == NULL || (fds = fds_of(poller)) == NULL)
         goto done;
     rc = ready(fds, fd, write);
-    if (rc > 0) {
-        if (io_spend(lwp) < 0)  /* before the call: a Cancelled raised there loses no data */
-            goto done;
-    } else if (rc < 0 || (rc = edge_wait(poller, fds, fd, write, timeout)) < 0) {
+    if (rc < 0)
         goto done;
-    } else if (rc == 0) {
-        PyErr_SetString(PyExc_TimeoutError, "timed out");
+    /* io_spend before the call: a Cancelled raised there loses no data */
+    if ((rc > 0 ? io_spend(lwp) : wait_ready(poller, fds, fd, write, timeout)) < 0)
         goto done;
-    }
     for (;;) {
         result = method(fdn, argv);
         if (result != NULL || !PyErr_ExceptionMatches(PyExc_BlockingIOError))
@@ -715,13 +713,10 @@ static PyObject *io(PyObject *lwp, PyObject *timeout, sys_call method, int write
             if ((r = PyFloat_FromDouble(remaining)) == NULL)
                 goto done;
         }
-        rc = edge_wait(poller, fds, fd, write, r);
+        rc = wait_ready(poller, fds, fd, write, r);
         Py_DECREF(r);
-        if (rc <= 0) {
-            if (rc == 0)
-                PyErr_SetString(PyExc_TimeoutError, "timed out");
+        if (rc < 0)
             goto done;
-        }
     }
     if (result == NULL || short_ == 0)
         goto done;
@@ -1002,7 +997,7 @@ static PyMethodDef functions[] = {
 static int init(const char *module_name)
 {
     static struct { PyObject **var; const char *name; } names[] = {
-        {&s_wait, "wait"}, {&s_wake, "wake"}, {&s__drop, "_drop"},
+        {&s_wait, "wait"}, {&s__drop, "_drop"},
         {&s__oneshot_event, "_oneshot_event"},
         {&s__send_from, "_send_from"}, {&s__adopt, "_adopt"}, {&s__arm, "_arm"},
     };
@@ -1018,7 +1013,7 @@ static int init(const char *module_name)
         {&ss_recv, "recv"}, {&ss_recv_into, "recv_into"}, {&ss_send, "send"},
         {&ss_fileno, "fileno"},
     };
-    PyObject *name, *module, *v;
+    PyObject *module, *v;
     size_t i;
     int rc = -1;
 
@@ -1033,15 +1028,8 @@ static int init(const char *module_name)
     for (i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].var = PyUnicode_InternFromString(names[i].name)) == NULL)
             return -1;
-    if ((zero = PyLong_FromLong(0)) == NULL || (name = PyUnicode_FromString(module_name)) == NULL)
+    if ((zero = PyLong_FromLong(0)) == NULL || (module = lwp_imported_module(module_name)) == NULL)
         return -1;
-    module = PyImport_GetModule(name);
-    Py_DECREF(name);
-    if (module == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_ImportError, "module %s is not imported", module_name);
-        return -1;
-    }
     for (i = 0; i < sizeof objects / sizeof objects[0]; i++)
         if ((*objects[i].var = PyObject_GetAttrString(module, objects[i].name)) == NULL)
             goto done;

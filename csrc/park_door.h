@@ -26,11 +26,8 @@ PyObject *lwp_park_this_lwp(void);
 /* park.waiter(): a green waiter for a green thread, else park.OSWaiter(). */
 PyObject *lwp_park_waiter(void);
 
-/* 1 if w is a green waiter made by lwp_park_waiter(), which the two calls
- * below take; 0 for anything else (an OSWaiter: call its methods). */
-int lwp_park_is_green_waiter(PyObject *w);
-
-/* w.wake(value) and w.wait(timeout) of a green waiter, as its methods. */
+/* w.wake(value) and w.wait(timeout) of a waiter lwp_park_waiter() made:
+ * a green waiter's by a C call, an OSWaiter's through its method. */
 PyObject *lwp_park_wake(PyObject *w, PyObject *value);
 PyObject *lwp_park_wait(PyObject *w, PyObject *timeout);
 

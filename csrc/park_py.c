@@ -67,7 +67,7 @@ static PyObject *deque_append_m, *deque_popleft_m,
 static PyTypeObject *greenlet_type;
 
 static PyObject *s_current, *s_when, *s__take_new, *s__spare, *s_hub, *s_call_later,
-    *s_cancel, *s__make_runnable, *s_wake;
+    *s_cancel, *s__make_runnable, *s_wake, *s_wait;
 
 typedef struct {
     PyObject_HEAD
@@ -251,11 +251,6 @@ static PyObject *py_waiter(PyObject *module, PyObject *unused)
     return lwp_park_waiter();
 }
 
-int lwp_park_is_green_waiter(PyObject *w)
-{
-    return Py_IS_TYPE(w, waiter_type);
-}
-
 PyObject *lwp_park_timed_out(void)
 {
     return ready ? timed_out : NULL;
@@ -368,7 +363,8 @@ static PyObject *waiter_wake(waiter *self, PyObject *const *args, Py_ssize_t nar
 
 PyObject *lwp_park_wake(PyObject *w, PyObject *value)
 {
-    return wake((waiter *)w, value, Py_None, -1);
+    return Py_IS_TYPE(w, waiter_type) ? wake((waiter *)w, value, Py_None, -1)
+        : PyObject_CallMethodOneArg(w, s_wake, value);
 }
 
 /* -- wait -------------------------------------------------------------------- */
@@ -614,7 +610,8 @@ static PyObject *waiter_wait(waiter *self, PyObject *const *args, Py_ssize_t nar
 
 PyObject *lwp_park_wait(PyObject *w, PyObject *timeout)
 {
-    return wait((waiter *)w, timeout);
+    return Py_IS_TYPE(w, waiter_type) ? wait((waiter *)w, timeout)
+        : PyObject_CallMethodOneArg(w, s_wait, timeout);
 }
 
 /* -- the type ------------------------------------------------------------------ */
@@ -719,6 +716,7 @@ static int intern_names(void)
         {&s__take_new, "_take_new"}, {&s__spare, "_spare"}, {&s_hub, "hub"},
         {&s_call_later, "call_later"},
         {&s_cancel, "cancel"}, {&s__make_runnable, "_make_runnable"}, {&s_wake, "wake"},
+        {&s_wait, "wait"},
     };
     size_t i;
 

@@ -61,9 +61,10 @@ module is built and ``LWP_NATIVE_PARK`` is not ``0``: the epoll loop's
 handling of events (:func:`_deliver_events`; one-shot registrations and
 closed files' state go to the Python), and inside lwp.socket's ``recv``,
 ``recv_into``, ``send`` and ``sendall``, :meth:`Poller.ready`,
-:meth:`Poller.not_ready` and the edge case of :meth:`Poller.wait` (a fresh
-or closed file's state, and a second waiter of one direction, go to the
-Python).  The guarantees above hold on both.
+:meth:`Poller.not_ready` and the edge case of :meth:`Poller.wait` (a second
+waiter of one direction goes to the Python; a fresh or closed file's state
+is made by :meth:`Poller._adopt` and registered by :meth:`Poller._arm`,
+called from the C before it parks).  The guarantees above hold on both.
 """
 
 import errno
