@@ -14,7 +14,7 @@ measured in a fresh child process over ``N`` objects:
 * ``lwp``: ``N`` lwp threads parked on one :class:`lwp.Event` on one LWP;
   and, for its saved C stack only, one thread parked in a socket's ``recv``.
 
-Each kind is run twice: for RSS (``/proc/self/statm``), and under
+Each kind is run twice: for RSS (as the benchmark reads it), and under
 ``tracemalloc`` for what Python's allocators hand out (the data stack comes
 from ``mmap`` and is not traced).  The lwp run also lists its largest traced
 growths by source line beyond the bare greenlet's.
@@ -34,13 +34,10 @@ from pathlib import Path
 
 from origin import ROOT, machine
 
+from lwp.bench.measure import rss_bytes
+
 HERE = Path(__file__).resolve().parent
 N = 100_000
-
-
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def park_greenlets(n, start):
@@ -102,11 +99,11 @@ def child(kind, traced):
         tracemalloc.start()
     gc.collect()
     snap0 = tracemalloc.take_snapshot() if traced else None
-    before = tracemalloc.get_traced_memory()[0] if traced else rss()
+    before = tracemalloc.get_traced_memory()[0] if traced else rss_bytes()
 
     def measure():
         gc.collect()
-        grown = (tracemalloc.get_traced_memory()[0] if traced else rss()) - before
+        grown = (tracemalloc.get_traced_memory()[0] if traced else rss_bytes()) - before
         lines = []
         if traced and kind == "lwp":
             stats = tracemalloc.take_snapshot().compare_to(snap0, "lineno")
